@@ -1,0 +1,50 @@
+"""Dead letters: messages (or single spans) that could not be ingested, kept with the reason.
+
+A bad message never stops a partition and is never dropped silently: it becomes a row of
+`ingest_errors` with its topic, partition, offset and raw bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spanlake.tables.schemas import INGEST_ERRORS
+
+
+@dataclass
+class DeadLetters:
+    cols: dict[str, list] = field(
+        default_factory=lambda: {c: [] for c in INGEST_ERRORS.column_names if c not in ("ingested_at", "day")}
+    )
+
+    def __len__(self) -> int:
+        return len(self.cols["error"])
+
+    def add(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> None:
+        for name, item in (
+            ("topic", topic), ("partition", partition), ("offset", offset), ("key", key), ("value", value),
+            ("error", error), ("trace_id", trace_id), ("span_id", span_id),
+        ):  # fmt: skip
+            self.cols[name].append(item)
+
+    def table(self, ingested_at: dt.datetime) -> pa.Table:
+        n = len(self)
+        arrays = {c.name: pa.array(self.cols[c.name], c.type) for c in INGEST_ERRORS.columns if c.name in self.cols}
+        arrays["ingested_at"] = pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC"))
+        arrays["day"] = pc.cast(arrays["ingested_at"], pa.date32())
+        return pa.table(arrays, schema=INGEST_ERRORS.schema)

@@ -1,0 +1,191 @@
+"""The ingest service: a consumer-group member that reads micro-batches and commits them to
+Delta through DeltaSink, then (only then) commits the Kafka offsets.
+
+The run loop is the one place that decides what happens on trouble: a bad message is a dead
+letter (DeltaSink), a lost commit race resets the partitions to what Delta holds and
+re-reads, anything else stops the service with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from spanlake.errors import CommitConflict, SpanlakeError
+from spanlake.ingest.sink import BatchResult, Decoded, DeltaSink
+from spanlake.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    batches: int = 0
+    messages: int = 0
+    spans: int = 0
+    dead_letters: int = 0
+    resets: int = 0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, ingestor: SpanIngestor) -> None:
+        self.ingestor = ingestor
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.ingestor.drop(revoked)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.ingestor.seek_to_stored(assigned)
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self.ingestor.drop(lost)
+
+
+class SpanIngestor:
+    """Reads `settings.topic` in group `settings.group` into the warehouse."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        until_idle: bool = False,
+        on_batch: Callable[[BatchResult, IngestStats], None] | None = None,
+        crash_at: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.until_idle = until_idle
+        self.on_batch = on_batch
+        self.stats = IngestStats()
+        self.stop_requested = threading.Event()
+        self.sink = DeltaSink(
+            settings.warehouse,
+            group=settings.group,
+            topic=settings.topic,
+            encoding=settings.encoding,
+            storage_options=settings.storage_options,
+            crash_at=crash_at,
+        )
+        self.buffer: list[Decoded] = []
+        self.buffer_spans = 0
+        self.buffer_bytes = 0
+        self.buffer_started = 0.0
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            group_id=settings.group,
+            client_id=f"spanlake-ingest-{settings.group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_poll_records=5000,
+        )
+
+    # --- rebalance callbacks ------------------------------------------------------------
+
+    def drop(self, partitions: set[TopicPartition]) -> None:
+        """Forget buffered records of partitions we no longer own; their next owner re-reads them."""
+        gone = {tp.partition for tp in partitions}
+        self.buffer = [d for d in self.buffer if d.record.partition not in gone]
+        self.buffer_spans = sum(len(d.spans) for d in self.buffer)
+        self.buffer_bytes = sum(len(d.record.value or b"") for d in self.buffer)
+        self.sink.forget(gone)
+
+    def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
+        """Resume each partition right after the lowest offset any table holds."""
+        resume = self.sink.load_offsets(tp.partition for tp in partitions)
+        for tp in partitions:
+            if resume[tp.partition] is not None:
+                self.consumer.seek(tp, resume[tp.partition])
+            logger.info("assigned %s:%d, resuming at %s", tp.topic, tp.partition, resume[tp.partition] or "committed")
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self) -> IngestStats:
+        self._install_signal_handlers()
+        if self.consumer.partitions_for_topic(self.settings.topic) is None:
+            raise SpanlakeError(f"topic {self.settings.topic!r} does not exist on {self.settings.bootstrap_servers}")
+        self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
+        try:
+            while not self.stop_requested.is_set():
+                got = self.poll()
+                if self.should_flush():
+                    self.flush()
+                if self.until_idle and not got and self.is_caught_up():
+                    break
+            self.flush()
+        finally:
+            self.consumer.close(autocommit=False)
+        return self.stats
+
+    def poll(self) -> int:
+        batches = self.consumer.poll(timeout_ms=200, max_records=5000)
+        count = 0
+        for records in batches.values():
+            if not self.buffer:
+                self.buffer_started = time.monotonic()
+            decoded = self.sink.decode(records)  # decoding here lets the batch be sized in spans
+            self.buffer.extend(decoded)
+            self.buffer_spans += sum(len(d.spans) for d in decoded)
+            self.buffer_bytes += sum(len(r.value or b"") for r in records)
+            count += len(records)
+        return count
+
+    def should_flush(self) -> bool:
+        if not self.buffer:
+            return False
+        return (
+            self.buffer_spans >= self.settings.flush_spans
+            or self.buffer_bytes >= self.settings.flush_bytes
+            or time.monotonic() - self.buffer_started >= self.settings.flush_seconds
+        )
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        batch, self.buffer, self.buffer_spans, self.buffer_bytes = self.buffer, [], 0, 0
+        try:
+            result = self.sink.commit(batch)
+        except CommitConflict as exc:
+            logger.warning("%s; re-reading from what Delta holds", exc)
+            self.stats.resets += 1
+            self.seek_to_stored(self.consumer.assignment())
+            return
+        self.commit_offsets(batch)
+        self.stats.batches += 1
+        self.stats.messages += result.messages
+        self.stats.spans += result.spans
+        self.stats.dead_letters += result.dead_letters
+        if self.on_batch:
+            self.on_batch(result, self.stats)
+
+    def commit_offsets(self, batch: list[Decoded]) -> None:
+        """Kafka offsets follow Delta: they only serve lag monitoring and a fresh group's start."""
+        last: dict[TopicPartition, int] = {}
+        for r in (d.record for d in batch):
+            tp = TopicPartition(r.topic, r.partition)
+            last[tp] = max(r.offset, last.get(tp, -1))
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(o + 1, "", -1) for tp, o in last.items()})
+        except KafkaError as exc:  # harmless: Delta holds the offsets that matter
+            logger.warning("Kafka offset commit failed (Delta already holds the batch): %s", exc)
+
+    def is_caught_up(self) -> bool:
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return False
+        ends = self.consumer.end_offsets(list(assigned))
+        return all(self.consumer.position(tp) >= ends[tp] for tp in assigned)
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop_requested.set())

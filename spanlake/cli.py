@@ -1,0 +1,217 @@
+"""The `spanlake` command. Each subcommand builds Settings once (SPANLAKE_* environment, then
+flags) and passes plain values down. Errors print as one line; --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from spanlake.errors import SpanlakeError
+from spanlake.settings import Settings
+
+DEFAULT_BROKER_DIR = Path(".spanlake/kafka")
+
+# flag -> Settings field; a subcommand takes the flags of the settings it uses.
+_SETTING_FLAGS = {
+    "warehouse": click.option("--warehouse", help="Warehouse root, local path or s3:// URI [env SPANLAKE_WAREHOUSE]."),
+    "bootstrap_servers": click.option(
+        "--bootstrap-servers", help="Kafka bootstrap servers [env SPANLAKE_BOOTSTRAP_SERVERS]."
+    ),
+    "topic": click.option("--topic", help="Kafka topic of OTLP spans [env SPANLAKE_TOPIC]."),
+}
+
+
+def with_settings(*fields: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the flags for `fields` and hand the command a `settings` built from env + flags."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            overrides = {f: kwargs.pop(f) for f in fields if kwargs.get(f) is not None}
+            for f in fields:
+                kwargs.pop(f, None)
+            try:
+                settings = Settings(**overrides)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise SpanlakeError(f"invalid setting {where} (SPANLAKE_{where.upper()}): {first['msg']}") from None
+            return func(settings=settings, **kwargs)
+
+        for f in reversed(fields):
+            wrapper = _SETTING_FLAGS[f](wrapper)
+        return wrapper
+
+    return decorate
+
+
+class _Cli(click.Group):
+    """Turns expected errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug") or (ctx.obj or {}).get("debug"):
+                raise
+            message = str(exc) if isinstance(exc, SpanlakeError) else f"{type(exc).__name__}: {exc}"
+            click.echo(f"spanlake: error: {message} (run with --debug for the traceback)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="spanlake")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """spanlake: OTLP spans from Kafka, exactly once into Delta Lake tables."""
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+# --- broker -----------------------------------------------------------------------------
+
+
+@cli.group()
+def broker() -> None:
+    """Run a local Apache Kafka broker (KRaft, one node) fetched from Maven Central."""
+
+
+_data_dir = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=DEFAULT_BROKER_DIR, show_default=True,
+    help="The broker's own directory (config, logs, data).",
+)  # fmt: skip
+
+
+@broker.command("start")
+@click.option("--port", type=int, default=9092, show_default=True, help="PLAINTEXT listener port on 127.0.0.1.")
+@_data_dir
+def broker_start(port: int, data_dir: Path) -> None:
+    """Fetch Kafka (once) and start a broker; returns when it answers metadata requests."""
+    from spanlake.broker import start_broker
+
+    settings = Settings()
+    click.echo(f"starting Kafka broker on 127.0.0.1:{port} (data in {data_dir}) ...", err=True)
+    info = start_broker(port=port, data_dir=data_dir, cache_dir=settings.cache_dir)
+    click.echo(f"broker running: bootstrap servers {info.bootstrap_servers} (pid {info.pid})")
+
+
+@broker.command("stop")
+@_data_dir
+def broker_stop(data_dir: Path) -> None:
+    """Stop the broker that runs from DATA_DIR."""
+    from spanlake.broker import stop_broker
+
+    click.echo("broker stopped" if stop_broker(data_dir=data_dir) else f"no broker running from {data_dir}")
+
+
+@broker.command("status")
+@_data_dir
+def broker_status(data_dir: Path) -> None:
+    """Say whether a broker runs from DATA_DIR (exit code 3 when it does not)."""
+    from spanlake.broker import broker_status as status
+
+    info = status(data_dir=data_dir)
+    if info is None or not info.running:
+        click.echo(f"no broker running from {data_dir}")
+        sys.exit(3)
+    click.echo(f"running: bootstrap servers {info.bootstrap_servers} (pid {info.pid})")
+
+
+# --- producing --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--traces", type=click.IntRange(min=1), required=True, help="How many traces to produce.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Traces per second (default: as fast as possible).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives the same traces.")
+@click.option("--partitions", type=click.IntRange(min=1), default=3, show_default=True, help="Partitions if the topic is created.")
+@click.option("--encoding", type=click.Choice(["otlp_proto", "otlp_json"]), default="otlp_proto", show_default=True)
+@with_settings("bootstrap_servers", "topic")
+def generate(settings: Settings, traces: int, rate: float | None, seed: int, partitions: int, encoding: str) -> None:
+    """Produce a synthetic, production-like LLM workload through KafkaSpanExporter."""
+    import datetime as dt
+
+    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.ingest.producer import ensure_topic
+    from spanlake.ingest.workload import Workload
+
+    if ensure_topic(settings.bootstrap_servers, settings.topic, partitions=partitions):
+        click.echo(f"created topic {settings.topic!r} with {partitions} partitions", err=True)
+    exporter = KafkaSpanExporter(settings.bootstrap_servers, settings.topic, encoding=encoding)  # type: ignore[arg-type]
+    start = dt.datetime.now(dt.timezone.utc) if rate else None
+    with click.progressbar(length=traces, label="producing traces", file=sys.stderr) as bar:
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            bar.update(n - done)
+            done = n
+
+        Workload(exporter, seed=seed, start=start).run(traces, rate=rate, on_progress=progress)
+        bar.update(traces - done)
+    click.echo(f"produced {traces} traces to {settings.topic!r}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_settings("bootstrap_servers", "topic")
+def produce(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Send OTLP files (.pb protobuf or .json OTLP JSON ExportTraceServiceRequest) as they are."""
+    from spanlake.ingest.producer import produce_files
+
+    sent = produce_files(
+        files,
+        bootstrap_servers=settings.bootstrap_servers,
+        topic=settings.topic,
+        on_sent=lambda path, n: click.echo(f"sent {path} ({n} spans)", err=True),
+    )
+    click.echo(f"produced {sent} messages to {settings.topic!r}")
+
+
+# --- ingest -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--group", help="Consumer group [env SPANLAKE_GROUP, default spanlake-ingest].")
+@click.option("--until-idle", is_flag=True, help="Exit once caught up with the topic (batch runs, tests).")
+@with_settings("warehouse", "bootstrap_servers", "topic")
+def ingest(settings: Settings, group: str | None, until_idle: bool) -> None:
+    """Consume OTLP spans and commit them exactly once to the Delta tables."""
+    from spanlake.ingest.service import SpanIngestor
+
+    if group:
+        settings = settings.model_copy(update={"group": group})
+    ingestor = SpanIngestor(
+        settings,
+        until_idle=until_idle,
+        crash_at=settings.crash_at or None,
+        on_batch=lambda r, s: click.echo(
+            f"committed {r.spans} spans from {r.messages} messages ({r.dead_letters} dead letters); "
+            f"total {s.spans} spans",
+            err=True,
+        ),
+    )
+    stats = ingestor.run()
+    click.echo(f"ingested {stats.spans} spans from {stats.messages} messages in {stats.batches} batches "
+               f"({stats.dead_letters} dead letters) into {settings.warehouse}")  # fmt: skip
+
+
+def main() -> None:
+    cli(prog_name="spanlake")

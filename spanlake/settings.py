@@ -1,0 +1,40 @@
+"""The one typed settings object, read from SPANLAKE_* environment variables.
+
+Configuration flows one way: environment -> Settings (built at an entry point, flags
+override) -> plain arguments. Nothing below an entry point reads os.environ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Encoding = Literal["otlp_proto", "otlp_json"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPANLAKE_", extra="ignore")
+
+    warehouse: str = Field("./spanlake-data", description="Warehouse root: a local path or an s3:// URI.")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="delta-rs/object-store options as JSON, e.g. "
+        '{"AWS_ENDPOINT_URL": "http://localhost:9000", "aws_conditional_put": "etag"}.',
+    )
+    bootstrap_servers: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated.")
+    topic: str = Field("otlp_spans", description="Topic of OTLP trace requests (the Collector's default).")
+    group: str = Field("spanlake-ingest", description="Consumer group of the ingest service.")
+    encoding: Encoding = Field("otlp_proto", description="Encoding assumed when a message has no content-type header.")
+    flush_spans: int = Field(50_000, gt=0, description="Flush a micro-batch at this many spans ...")
+    flush_bytes: int = Field(32 * 1024 * 1024, gt=0, description="... or this many message bytes ...")
+    flush_seconds: float = Field(2.0, gt=0, description="... or when its oldest message is this old.")
+    crash_at: Literal["", "after_span_data", "after_trace_info", "after_delta_commit"] = Field(
+        "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
+    )
+    cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
+
+    def table_uri(self, name: str) -> str:
+        return f"{self.warehouse.rstrip('/')}/{name}"

@@ -1,0 +1,139 @@
+"""Every table's schema, in one place: a TableSpec per table (name, Arrow schema, partitions).
+
+Ingest writes these schemas, jobs and the dashboard select from them, and tests check every
+live table against its spec. Column docs here are the source of the README's schema tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+STRING_MAP = pa.map_(pa.string(), pa.string())
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    doc: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[Column, ...]
+    partition_by: tuple[str, ...] = ("day",)
+    version: int = 1
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns])
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> Column:
+    return Column(name, type_, doc, nullable)
+
+
+KAFKA_COLUMNS = (
+    _c("topic", pa.string(), "Kafka topic the message came from.", False),
+    _c("partition", pa.int32(), "Kafka partition.", False),
+    _c("offset", pa.int64(), "Kafka offset of the message.", False),
+)
+
+SPAN_DATA = TableSpec(
+    name="span_data",
+    columns=(
+        _c("trace_id", pa.string(), "32 lowercase hex characters.", False),
+        _c("span_id", pa.string(), "16 lowercase hex characters.", False),
+        _c("parent_span_id", pa.string(), "Parent's span id; null for a root span."),
+        _c("name", pa.string(), "Span name.", False),
+        _c("span_kind", pa.string(), "OTel kind: INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER, UNSPECIFIED."),
+        _c("span_type", pa.string(), "LLM, CHAT_MODEL, EMBEDDING, RETRIEVER, RERANKER, TOOL, AGENT, CHAIN, PARSER, UNKNOWN."),
+        _c("start_time", TIMESTAMP, "Span start, UTC, microseconds.", False),
+        _c("end_time", TIMESTAMP, "Span end, UTC, microseconds."),
+        _c("duration_ms", pa.float64(), "end_time - start_time in milliseconds."),
+        _c("status_code", pa.string(), "UNSET, OK or ERROR (ERROR also when error.type or an exception event is set)."),
+        _c("status_message", pa.string(), "Status description."),
+        _c("service_name", pa.string(), "Resource attribute service.name."),
+        _c("model", pa.string(), "Model name (response model when reported, else request model)."),
+        _c("provider", pa.string(), "Model provider (openai, anthropic, ...)."),
+        _c("input_tokens", pa.int64(), "Input tokens, inclusive of cached tokens; null when not reported."),
+        _c("output_tokens", pa.int64(), "Output tokens, inclusive of reasoning tokens; null when not reported."),
+        _c("total_tokens", pa.int64(), "Total tokens as reported, else input + output."),
+        _c("cache_read_input_tokens", pa.int64(), "Part of input_tokens read from a prompt cache."),
+        _c("cache_creation_input_tokens", pa.int64(), "Part of input_tokens written to a prompt cache."),
+        _c("reasoning_output_tokens", pa.int64(), "Part of output_tokens spent on reasoning."),
+        _c("provided_cost_usd", pa.float64(), "Cost the instrumentation itself reported, if any."),
+        _c("inputs", pa.string(), "Full span input (text or JSON)."),
+        _c("outputs", pa.string(), "Full span output (text or JSON)."),
+        _c("attributes", pa.string(), "Every span attribute as a JSON object, typed values kept."),
+        _c("resource_attributes", pa.string(), "Every resource attribute as a JSON object."),
+        _c("events", pa.string(), "Span events as a JSON array of {name, time, attributes}."),
+        *KAFKA_COLUMNS,
+        _c("ingested_at", TIMESTAMP, "When spanlake committed the row.", False),
+        _c("day", pa.date32(), "UTC date of start_time (partition column).", False),
+    ),
+)
+
+TRACE_INFO = TableSpec(
+    name="trace_info",
+    columns=(
+        _c("trace_id", pa.string(), "32 lowercase hex characters; one row per trace.", False),
+        _c("request_time", TIMESTAMP, "Earliest span start seen (the root's start once it arrived).", False),
+        _c("end_time", TIMESTAMP, "Latest span end seen."),
+        _c("duration_ms", pa.float64(), "end_time - request_time in milliseconds."),
+        _c("state", pa.string(), "OK or ERROR (the root span's status); IN_PROGRESS until the root arrives.", False),
+        _c("root_span_id", pa.string(), "Span id of the root span, once it arrived."),
+        _c("root_span_name", pa.string(), "Name of the root span."),
+        _c("service_name", pa.string(), "service.name of the root span (else of any span)."),
+        _c("environment", pa.string(), "deployment.environment(.name) resource attribute."),
+        _c("user_id", pa.string(), "User id from the conventions' user attributes."),
+        _c("session_id", pa.string(), "Session / conversation id."),
+        _c("span_count", pa.int64(), "Spans stored for the trace.", False),
+        _c("error_count", pa.int64(), "Spans with status ERROR.", False),
+        _c("llm_call_count", pa.int64(), "Spans of type LLM, CHAT_MODEL or EMBEDDING.", False),
+        _c("input_tokens", pa.int64(), "Sum of input tokens over model-call spans; null when none reported."),
+        _c("output_tokens", pa.int64(), "Sum of output tokens over model-call spans."),
+        _c("total_tokens", pa.int64(), "Sum of total tokens over model-call spans."),
+        _c("models", pa.list_(pa.string()), "Distinct models called in the trace."),
+        _c("request_preview", pa.string(), "The root span's input, at most 1,000 characters."),
+        _c("response_preview", pa.string(), "The root span's output, at most 1,000 characters."),
+        _c("tags", STRING_MAP, "The trace's tags: string attributes of the root span (mlflow.traceTag.* unwrapped)."),
+        _c("metadata", STRING_MAP, "Resource attributes and trace-level keys (user, session, environment)."),
+        _c("ingested_at", TIMESTAMP, "When spanlake last changed the row.", False),
+        _c("day", pa.date32(), "UTC date of request_time (partition column).", False),
+    ),
+)
+
+INGEST_ERRORS = TableSpec(
+    name="ingest_errors",
+    columns=(
+        *KAFKA_COLUMNS,
+        _c("key", pa.binary(), "Kafka message key."),
+        _c("value", pa.binary(), "The raw message bytes, as received."),
+        _c("error", pa.string(), "What was wrong and where, for a person to act on.", False),
+        _c("trace_id", pa.string(), "Set when a single span was rejected from an otherwise good message."),
+        _c("span_id", pa.string(), "Set when a single span was rejected."),
+        _c("ingested_at", TIMESTAMP, "When the dead letter was committed.", False),
+        _c("day", pa.date32(), "UTC date of ingested_at (partition column).", False),
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (SPAN_DATA, TRACE_INFO, INGEST_ERRORS)}
+
+
+def spec(name: str) -> TableSpec:
+    try:
+        return TABLES[name]
+    except KeyError:
+        from spanlake.errors import TableError
+
+        raise TableError(f"unknown table {name!r}; tables are: {', '.join(sorted(TABLES))}") from None
