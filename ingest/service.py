@@ -109,7 +109,7 @@ class SpanIngestor:
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> IngestStats:
-        self._install_signal_handlers()
+        previous = self._install_signal_handlers()
         if self.consumer.partitions_for_topic(self.settings.topic) is None:
             raise SpanlakeError(f"topic {self.settings.topic!r} does not exist on {self.settings.bootstrap_servers}")
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
@@ -123,6 +123,8 @@ class SpanIngestor:
             self.flush()
         finally:
             self.consumer.close(autocommit=False)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return self.stats
 
     def poll(self) -> int:
@@ -148,16 +150,33 @@ class SpanIngestor:
         )
 
     def flush(self) -> None:
-        if not self.buffer:
-            return
-        batch, self.buffer, self.buffer_spans, self.buffer_bytes = self.buffer, [], 0, 0
-        try:
-            result = self.sink.commit(batch)
-        except CommitConflict as exc:
-            logger.warning("%s; re-reading from what Delta holds", exc)
-            self.stats.resets += 1
-            self.seek_to_stored(self.consumer.assignment())
-            return
+        """Commit everything buffered, in batches of at most flush_spans spans / flush_bytes."""
+        while self.buffer:
+            batch = self.take_batch()
+            try:
+                result = self.sink.commit(batch)
+            except CommitConflict as exc:
+                logger.warning("%s; re-reading from what Delta holds", exc)
+                self.stats.resets += 1
+                self.drop(self.consumer.assignment())
+                self.seek_to_stored(self.consumer.assignment())
+                return
+            self.after_commit(batch, result)
+
+    def take_batch(self) -> list[Decoded]:
+        spans = nbytes = 0
+        for i, d in enumerate(self.buffer):
+            spans += len(d.spans)
+            nbytes += len(d.record.value or b"")
+            if spans >= self.settings.flush_spans or nbytes >= self.settings.flush_bytes:
+                break
+        batch, self.buffer = self.buffer[: i + 1], self.buffer[i + 1 :]
+        self.buffer_spans -= spans
+        self.buffer_bytes -= nbytes
+        self.buffer_started = time.monotonic()
+        return batch
+
+    def after_commit(self, batch: list[Decoded], result: BatchResult) -> None:
         self.commit_offsets(batch)
         self.stats.batches += 1
         self.stats.messages += result.messages
@@ -184,8 +203,11 @@ class SpanIngestor:
         ends = self.consumer.end_offsets(list(assigned))
         return all(self.consumer.position(tp) >= ends[tp] for tp in assigned)
 
-    def _install_signal_handlers(self) -> None:
+    def _install_signal_handlers(self) -> dict[int, object]:
+        """SIGINT/SIGTERM finish the current batch, then stop; returns the handlers replaced."""
         if threading.current_thread() is not threading.main_thread():
-            return
+            return {}
+        previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.stop_requested.set())
+            previous[sig] = signal.signal(sig, lambda *_: self.stop_requested.set())
+        return previous

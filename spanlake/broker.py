@@ -11,8 +11,10 @@ Callers pass every path; nothing here reads the environment.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -89,19 +91,21 @@ def ensure_kafka_jars(cache_dir: Path) -> Path:
     staging = cache_dir / f".kafka-{KAFKA_VERSION}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    cmd = ["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
+    cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
            "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
     done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if done.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
         shutil.rmtree(staging, ignore_errors=True)
-        tail = "\n".join(done.stdout.strip().splitlines()[-15:])
-        raise BrokerError(f"Maven could not fetch Kafka {KAFKA_VERSION} jars (exit {done.returncode}):\n{tail}")
+        raise BrokerError(f"Maven could not fetch Kafka {KAFKA_VERSION} jars "
+                          f"(exit {done.returncode}):\n{_tail(done.stdout, 12)}")
     (staging / _MARKER).write_text(f"kafka {KAFKA_VERSION}\n")
-    if (jar_dir / _MARKER).exists():  # another process finished first; keep its copy
-        shutil.rmtree(staging, ignore_errors=True)
-    else:
+    if not (jar_dir / _MARKER).exists():
         shutil.rmtree(jar_dir, ignore_errors=True)  # a fetch interrupted before the marker
-        staging.rename(jar_dir)
+        try:
+            staging.rename(jar_dir)
+        except OSError:  # another process renamed its complete copy in first
+            pass
+    shutil.rmtree(staging, ignore_errors=True)
     return jar_dir
 
 
@@ -144,10 +148,11 @@ def stop_broker(*, data_dir: Path, timeout: float = 30) -> bool:
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     if info is None or not info.running or info.pid is None:
         return False
-    os.kill(info.pid, signal.SIGTERM)
-    if not _wait_for_exit(info.pid, info.data_dir, timeout):
-        os.kill(info.pid, signal.SIGKILL)
-        _wait_for_exit(info.pid, info.data_dir, 10)
+    with contextlib.suppress(ProcessLookupError):  # it may exit on its own meanwhile
+        os.kill(info.pid, signal.SIGTERM)
+        if not _wait_for_exit(info.pid, info.data_dir, timeout):
+            os.kill(info.pid, signal.SIGKILL)
+            _wait_for_exit(info.pid, info.data_dir, 10)
     _children.pop(info.pid, None)
     return True
 
@@ -223,8 +228,7 @@ def _format_storage(jars: Path, config: Path, data_dir: Path) -> None:
                 "--cluster-id", _cluster_id(), "--ignore-formatted")
     done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if done.returncode != 0:
-        tail = "\n".join(done.stdout.strip().splitlines()[-10:])
-        raise BrokerError(f"could not format Kafka storage in {data_dir / 'logs'}:\n{tail}")
+        raise BrokerError(f"could not format Kafka storage in {data_dir / 'logs'}:\n{_tail(done.stdout, 10)}")
 
 
 def _cluster_id() -> str:
@@ -277,12 +281,18 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], port: int, data_dir: Path, 
                       f"end of {data_dir / 'broker.log'}:\n{_log_tail(data_dir)}")
 
 
-def _log_tail(data_dir: Path, lines: int = 20) -> str:
+def _log_tail(data_dir: Path) -> str:
     try:
-        text = (data_dir / "broker.log").read_text(errors="replace")
+        return _tail((data_dir / "broker.log").read_text(errors="replace"), 20)
     except OSError:
         return "(no broker.log)"
-    return "\n".join(text.splitlines()[-lines:])
+
+
+def _tail(output: str, lines: int) -> str:
+    # Maven colours its output even in batch mode; drop the escapes and blank "[ERROR]" lines.
+    text = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    kept = [line for line in text.splitlines() if line.removeprefix("[ERROR]").strip()]
+    return "\n".join(kept[-lines:]) or "(no output)"
 
 
 def _is_our_broker(pid: int, data_dir: Path) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from spanlake.broker import BrokerInfo, free_port, start_broker, stop_broker
+from spanlake.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,15 @@ def topic_name(request: pytest.FixtureRequest) -> str:
     """A topic name no other test (or earlier run on the same broker) uses."""
     test = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:80]
     return f"{test}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def settings(broker: BrokerInfo, topic_name: str, tmp_path: Path) -> Settings:
+    """Settings for one test: the session broker, a fresh topic, a fresh warehouse."""
+    return Settings(
+        warehouse=str(tmp_path / "warehouse"),
+        bootstrap_servers=broker.bootstrap_servers,
+        topic=topic_name,
+        group=f"ingest-{topic_name}",
+        flush_seconds=0.5,
+    )

@@ -1,0 +1,73 @@
+"""Helpers shared by the end-to-end tests (plain functions; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+from kafka import KafkaProducer
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from spanlake.ingest.producer import ensure_topic
+from spanlake.ingest.service import IngestStats, SpanIngestor
+from spanlake.settings import Settings
+from spanlake.tables import scan
+
+
+class TeeExporter(SpanExporter):
+    """Sends spans to Kafka and keeps a copy, so a test knows exactly what was produced."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return self.inner.export(spans)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+def create_topic(settings: Settings, partitions: int) -> None:
+    assert ensure_topic(settings.bootstrap_servers, settings.topic, partitions=partitions)
+
+
+def ingest(settings: Settings) -> IngestStats:
+    return SpanIngestor(settings, until_idle=True).run()
+
+
+def send_raw(settings: Settings, values: Sequence[bytes], *, partition: int = 0, headers=None) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    for value in values:
+        producer.send(settings.topic, value=value, partition=partition, headers=headers or []).get(timeout=30)
+    producer.close()
+
+
+def ingest_subprocess(settings: Settings, *, crash_at: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run `spanlake ingest --until-idle` as its own process (so it can be SIGKILLed)."""
+    env = {
+        **os.environ,
+        "SPANLAKE_WAREHOUSE": settings.warehouse,
+        "SPANLAKE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "SPANLAKE_TOPIC": settings.topic,
+        "SPANLAKE_GROUP": settings.group,
+        "SPANLAKE_FLUSH_SPANS": str(settings.flush_spans),
+        "SPANLAKE_CRASH_AT": crash_at,
+    }
+    spanlake = Path(sys.executable).parent / "spanlake"
+    return subprocess.run(
+        [str(spanlake), "ingest", "--until-idle"], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def read(settings: Settings, table: str) -> pl.DataFrame:
+    return scan(table, warehouse=settings.warehouse).collect()
