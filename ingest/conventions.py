@@ -1,67 +1,239 @@
 """Attribute conventions of the instrumentation libraries, as named constants, and the one
 function that maps a span's attributes onto spanlake's canonical columns.
 
-Sources: OpenTelemetry GenAI semantic conventions, OpenInference, MLflow 3 tracing,
-OpenLLMetry. The order of each key tuple is the order of preference.
+Sources: OpenTelemetry GenAI semantic conventions (current and deprecated names), OpenInference
+(Arize), MLflow 3 tracing exported over OTLP, OpenLLMetry (Traceloop), Langfuse and the Vercel AI
+SDK. Each library's keys live in one class; the module-level key tuples below them say which key
+wins when several are present (first = preferred). docs/CONVENTIONS.md is the same map as a table.
+
+This runs once per span on the ingest hot path, so it does dictionary lookups first and decodes
+JSON only when a cheap presence check says the result is needed. The full attribute dict is
+stored elsewhere untouched; nothing here has to be lossless.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, NamedTuple
 
 import orjson
 
 
+# --- the conventions ------------------------------------------------------------------------
+
+
 class GenAI:
+    """OpenTelemetry GenAI semantic conventions (gen_ai.*)."""
+
     OPERATION_NAME = "gen_ai.operation.name"
     PROVIDER_NAME = "gen_ai.provider.name"
-    SYSTEM = "gen_ai.system"  # deprecated alias of provider.name
+    SYSTEM = "gen_ai.system"  # deprecated alias of provider.name; OpenLLMetry and Vercel still write it
     REQUEST_MODEL = "gen_ai.request.model"
     RESPONSE_MODEL = "gen_ai.response.model"
+    # Usage. input includes cache reads and cache writes, output includes reasoning (inclusive).
     INPUT_TOKENS = "gen_ai.usage.input_tokens"
     OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+    CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+    CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+    REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
     PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # deprecated
     COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"  # deprecated
+    # Spellings from before the dotted names (OpenLLMetry still writes them).
+    CACHE_READ_INPUT_TOKENS_OLD = "gen_ai.usage.cache_read_input_tokens"
+    CACHE_CREATION_INPUT_TOKENS_OLD = "gen_ai.usage.cache_creation_input_tokens"
+    REASONING_TOKENS_OLD = "gen_ai.usage.reasoning_tokens"
+    TOTAL_TOKENS = "gen_ai.usage.total_tokens"  # not semconv, but some SDKs write it
+    COST = "gen_ai.usage.cost"  # not semconv either: a USD number some gateways add
+    # Content (opt-in in the semconv). Messages are JSON arrays, as strings or structured values.
     INPUT_MESSAGES = "gen_ai.input.messages"
     OUTPUT_MESSAGES = "gen_ai.output.messages"
+    SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
     PROMPT = "gen_ai.prompt"  # deprecated
     COMPLETION = "gen_ai.completion"  # deprecated
+    # OpenLLMetry (older) flattens messages: gen_ai.prompt.0.role, gen_ai.completion.0.content, ...
+    PROMPT_PREFIX = "gen_ai.prompt."
+    COMPLETION_PREFIX = "gen_ai.completion."
+    TOOL_NAME = "gen_ai.tool.name"
+    TOOL_TYPE = "gen_ai.tool.type"
+    TOOL_DESCRIPTION = "gen_ai.tool.description"
+    TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+    TOOL_CALL_ID = "gen_ai.tool.call.id"
+    TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+    TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+    AGENT_ID = "gen_ai.agent.id"
+    AGENT_NAME = "gen_ai.agent.name"
+    AGENT_DESCRIPTION = "gen_ai.agent.description"
+    DATA_SOURCE_ID = "gen_ai.data_source.id"
     CONVERSATION_ID = "gen_ai.conversation.id"
 
 
 class OpenInference:
+    """Arize OpenInference (Phoenix, LangChain/LlamaIndex/OpenAI instrumentors, ...)."""
+
     SPAN_KIND = "openinference.span.kind"
     MODEL_NAME = "llm.model_name"
-    PROVIDER = "llm.provider"
-    INPUT_VALUE = "input.value"
-    OUTPUT_VALUE = "output.value"
+    REQUEST_MODEL_NAME = "llm.request.model_name"
+    RESPONSE_MODEL_NAME = "llm.response.model_name"
+    EMBEDDING_MODEL_NAME = "embedding.model_name"
+    RERANKER_MODEL_NAME = "reranker.model_name"
+    PROVIDER = "llm.provider"  # who hosts the model (openai, azure, aws, ...)
+    SYSTEM = "llm.system"  # whose API it is (openai, anthropic, ...)
+    INVOCATION_PARAMETERS = "llm.invocation_parameters"
+    TOOLS = "llm.tools"
+    # Usage, inclusive like GenAI: prompt includes cache read/write, completion includes reasoning.
     PROMPT_TOKENS = "llm.token_count.prompt"
     COMPLETION_TOKENS = "llm.token_count.completion"
     TOTAL_TOKENS = "llm.token_count.total"
+    CACHE_READ_TOKENS = "llm.token_count.prompt_details.cache_read"
+    CACHE_WRITE_TOKENS = "llm.token_count.prompt_details.cache_write"
+    REASONING_TOKENS = "llm.token_count.completion_details.reasoning"
+    COST_TOTAL = "llm.cost.total"  # USD
+    INPUT_VALUE = "input.value"
+    INPUT_MIME_TYPE = "input.mime_type"
+    OUTPUT_VALUE = "output.value"
+    OUTPUT_MIME_TYPE = "output.mime_type"
+    JSON_MIME_TYPE = "application/json"
+    # Flattened lists: llm.input_messages.0.message.role, retrieval.documents.3.document.content, ...
+    INPUT_MESSAGES_PREFIX = "llm.input_messages."
+    OUTPUT_MESSAGES_PREFIX = "llm.output_messages."
+    RETRIEVAL_DOCUMENTS_PREFIX = "retrieval.documents."
+    SESSION_ID = "session.id"
+    USER_ID = "user.id"
+    METADATA = "metadata"  # a JSON object as a string
+    TAGS = "tag.tags"  # a list of strings
 
 
 class MLflow:
+    """MLflow 3 tracing. Over OTLP every span attribute value is JSON-encoded ("\\"LLM\\"", "20");
+    the trace tags (mlflow.traceTag.*) are plain strings, and so may user.id/session.id be, which it
+    copies onto the root span: both spellings are read."""
+
     SPAN_TYPE = "mlflow.spanType"
     SPAN_INPUTS = "mlflow.spanInputs"
     SPAN_OUTPUTS = "mlflow.spanOutputs"
+    TRACE_REQUEST_ID = "mlflow.traceRequestId"
+    MODEL = "mlflow.llm.model"
+    PROVIDER = "mlflow.llm.provider"
+    # {"input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens"?,
+    #  "cache_creation_input_tokens"?}; input is inclusive since MLflow normalises Anthropic/Bedrock.
+    CHAT_USAGE = "mlflow.chat.tokenUsage"
+    USAGE_INPUT = "input_tokens"
+    USAGE_OUTPUT = "output_tokens"
+    USAGE_TOTAL = "total_tokens"
+    USAGE_CACHE_READ = ("cache_read_input_tokens", "cached_input_tokens")  # second: an earlier name
+    USAGE_CACHE_CREATION = "cache_creation_input_tokens"
+    # {"input_cost", "output_cost", "total_cost"} in USD, computed by MLflow from token usage.
+    LLM_COST = "mlflow.llm.cost"
+    COST_TOTAL = "total_cost"
+    COST_PARTS = ("input_cost", "output_cost")
     TRACE_TAG_PREFIX = "mlflow.traceTag."
-    TRACE_USER = "mlflow.trace.user"  # metadata keys MLflow users filter on
+    TRACE_USER = "mlflow.trace.user"  # trace metadata keys MLflow users filter on
     TRACE_SESSION = "mlflow.trace.session"
 
 
+class OpenLLMetry:
+    """Traceloop OpenLLMetry (traceloop.*, llm.*; its model spans use gen_ai.*)."""
+
+    SPAN_KIND = "traceloop.span.kind"  # workflow, task, agent, tool
+    WORKFLOW_NAME = "traceloop.workflow.name"
+    ENTITY_NAME = "traceloop.entity.name"
+    ENTITY_INPUT = "traceloop.entity.input"  # JSON
+    ENTITY_OUTPUT = "traceloop.entity.output"  # JSON
+    REQUEST_TYPE = "llm.request.type"  # chat, completion, embedding, rerank
+    TOTAL_TOKENS = "llm.usage.total_tokens"
+    ASSOCIATION_PREFIX = "traceloop.association.properties."
+    USER_ID = "traceloop.association.properties.user_id"
+    SESSION_ID = "traceloop.association.properties.session_id"
+
+
+class Langfuse:
+    """Langfuse SDK v3+ OTel attributes. Its usage buckets are ADDITIVE: "input" excludes cached
+    tokens, "output" excludes reasoning, and "total" is the sum of all buckets."""
+
+    OBSERVATION_TYPE = "langfuse.observation.type"
+    OBSERVATION_LEVEL = "langfuse.observation.level"  # DEBUG, DEFAULT, WARNING, ERROR
+    OBSERVATION_INPUT = "langfuse.observation.input"  # JSON
+    OBSERVATION_OUTPUT = "langfuse.observation.output"  # JSON
+    MODEL = "langfuse.observation.model.name"
+    USAGE_DETAILS = "langfuse.observation.usage_details"  # JSON object of token buckets
+    COST_DETAILS = "langfuse.observation.cost_details"  # JSON object of USD buckets, "total" among them
+    TRACE_NAME = "langfuse.trace.name"
+    TRACE_INPUT = "langfuse.trace.input"
+    TRACE_OUTPUT = "langfuse.trace.output"
+    TRACE_TAGS = "langfuse.trace.tags"  # a list of strings
+    USER_ID = "langfuse.user.id"  # current SDKs write user.id / session.id; these are the old names
+    SESSION_ID = "langfuse.session.id"
+    ENVIRONMENT = "langfuse.environment"
+    TOTAL = ("total", "total_tokens")
+    CACHE_READ = ("input_cached_tokens", "cache_read_input_tokens", "input_cache_read", "cached_tokens")
+    CACHE_CREATION = ("cache_creation_input_tokens", "input_cache_creation", "cache_write_input_tokens",
+                      "input_cache_write")  # fmt: skip
+    REASONING = ("output_reasoning_tokens", "output_reasoning", "reasoning_tokens", "reasoning")
+
+
+class VercelAI:
+    """Vercel AI SDK telemetry (ai.*). Its doGenerate/doStream spans also carry gen_ai.*."""
+
+    OPERATION_ID = "ai.operationId"  # ai.generateText, ai.generateText.doGenerate, ai.toolCall, ...
+    MODEL_ID = "ai.model.id"
+    MODEL_PROVIDER = "ai.model.provider"  # "<provider>.<api>", e.g. openai.chat, anthropic.messages
+    RESPONSE_MODEL = "ai.response.model"
+    PROMPT = "ai.prompt"  # JSON {system?, prompt?, messages?} on the outer span
+    PROMPT_MESSAGES = "ai.prompt.messages"  # JSON messages on doGenerate/doStream
+    RESPONSE_TEXT = "ai.response.text"
+    RESPONSE_OBJECT = "ai.response.object"
+    RESPONSE_TOOL_CALLS = "ai.response.toolCalls"
+    TOOL_CALL_ARGS = "ai.toolCall.args"
+    TOOL_CALL_RESULT = "ai.toolCall.result"
+    EMBED_VALUE = "ai.value"
+    EMBED_VALUES = "ai.values"
+    # v4 wrote promptTokens/completionTokens; v5 inputTokens/outputTokens and the details; v6 nests
+    # the details. inputTokens includes cached tokens (cachedInputTokens is the cached part).
+    PROMPT_TOKENS = "ai.usage.promptTokens"
+    COMPLETION_TOKENS = "ai.usage.completionTokens"
+    INPUT_TOKENS = "ai.usage.inputTokens"
+    OUTPUT_TOKENS = "ai.usage.outputTokens"
+    TOTAL_TOKENS = "ai.usage.totalTokens"
+    EMBED_TOKENS = "ai.usage.tokens"
+    CACHED_INPUT_TOKENS = "ai.usage.cachedInputTokens"
+    CACHE_READ_TOKENS = "ai.usage.inputTokenDetails.cacheReadTokens"
+    CACHE_WRITE_TOKENS = "ai.usage.inputTokenDetails.cacheWriteTokens"
+    REASONING_TOKENS = "ai.usage.reasoningTokens"
+    REASONING_TOKENS_V6 = "ai.usage.outputTokenDetails.reasoningTokens"
+    USER_ID = "ai.telemetry.metadata.userId"
+    SESSION_ID = "ai.telemetry.metadata.sessionId"
+
+
 class Common:
+    """General OpenTelemetry attributes."""
+
     USER_ID = "user.id"
     SESSION_ID = "session.id"
+    ENDUSER_ID = "enduser.id"  # deprecated in favour of user.id
     SERVICE_NAME = "service.name"
     ENVIRONMENT = ("deployment.environment.name", "deployment.environment")
     ERROR_TYPE = "error.type"
     EXCEPTION_EVENT = "exception"
 
 
+# --- span types -----------------------------------------------------------------------------
+
 SPAN_TYPES = ("LLM", "CHAT_MODEL", "EMBEDDING", "RETRIEVER", "RERANKER", "TOOL", "AGENT", "CHAIN", "PARSER", "UNKNOWN")
 MODEL_CALL_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING"})
 
-# gen_ai.operation.name -> span_type
+# Every mapping is keyed by the lower-cased source value. Values that say nothing ("unknown",
+# Langfuse "span"/"event") are left out, so the next convention in SPAN_TYPE_SOURCES decides.
+# Checks (guardrail, evaluator) and orchestration (workflow, task, memory) become CHAIN: they wrap
+# other work, usually a child model call that carries the tokens; a model-call type would count
+# that call twice in trace_info, and TOOL means a function the model chose to call.
+_COMPOSITE = {"workflow": "CHAIN", "task": "CHAIN", "memory": "CHAIN", "guardrail": "CHAIN",
+              "evaluator": "CHAIN"}  # fmt: skip
+MLFLOW_SPAN_TYPES = {t.lower(): t for t in SPAN_TYPES if t != "UNKNOWN"} | _COMPOSITE
+OPENINFERENCE_SPAN_TYPES = {
+    "llm": "LLM", "embedding": "EMBEDDING", "retriever": "RETRIEVER", "reranker": "RERANKER",
+    "tool": "TOOL", "agent": "AGENT", "chain": "CHAIN", "prompt": "CHAIN", **_COMPOSITE,
+}  # fmt: skip
 OPERATION_SPAN_TYPES = {
     "chat": "CHAT_MODEL",
     "text_completion": "LLM",
@@ -73,18 +245,155 @@ OPERATION_SPAN_TYPES = {
     "create_agent": "AGENT",
     "invoke_workflow": "CHAIN",
 }
+LANGFUSE_SPAN_TYPES = {
+    "generation": "LLM", "embedding": "EMBEDDING", "retriever": "RETRIEVER", "tool": "TOOL",
+    "agent": "AGENT", "chain": "CHAIN", **_COMPOSITE,
+}  # fmt: skip
+TRACELOOP_SPAN_TYPES = {"workflow": "CHAIN", "task": "CHAIN", "agent": "AGENT", "tool": "TOOL"}
+REQUEST_TYPE_SPAN_TYPES = {"chat": "CHAT_MODEL", "completion": "LLM", "embedding": "EMBEDDING", "rerank": "RERANKER"}
+# The outer ai.generateText/streamText/... span sums the usage of its doGenerate steps: it is the
+# orchestration (CHAIN), the doGenerate/doStream children are the model calls.
+VERCEL_SPAN_TYPES = {
+    "ai.generatetext": "CHAIN", "ai.streamtext": "CHAIN", "ai.generateobject": "CHAIN",
+    "ai.streamobject": "CHAIN", "ai.embed": "CHAIN", "ai.embedmany": "CHAIN",
+    "ai.generatetext.dogenerate": "CHAT_MODEL", "ai.streamtext.dostream": "CHAT_MODEL",
+    "ai.generateobject.dogenerate": "CHAT_MODEL", "ai.streamobject.dostream": "CHAT_MODEL",
+    "ai.embed.doembed": "EMBEDDING", "ai.embedmany.doembed": "EMBEDDING", "ai.toolcall": "TOOL",
+}  # fmt: skip
+# In preference order: an explicit span kind beats an operation name beats a request type.
+SPAN_TYPE_SOURCES = (
+    (MLflow.SPAN_TYPE, MLFLOW_SPAN_TYPES),
+    (OpenInference.SPAN_KIND, OPENINFERENCE_SPAN_TYPES),
+    (GenAI.OPERATION_NAME, OPERATION_SPAN_TYPES),
+    (Langfuse.OBSERVATION_TYPE, LANGFUSE_SPAN_TYPES),
+    (OpenLLMetry.SPAN_KIND, TRACELOOP_SPAN_TYPES),
+    (OpenLLMetry.REQUEST_TYPE, REQUEST_TYPE_SPAN_TYPES),
+    (VercelAI.OPERATION_ID, VERCEL_SPAN_TYPES),
+)
 
-MODEL_KEYS = (GenAI.RESPONSE_MODEL, GenAI.REQUEST_MODEL, OpenInference.MODEL_NAME)
-PROVIDER_KEYS = (GenAI.PROVIDER_NAME, GenAI.SYSTEM, OpenInference.PROVIDER)
-INPUT_TOKEN_KEYS = (GenAI.INPUT_TOKENS, GenAI.PROMPT_TOKENS, OpenInference.PROMPT_TOKENS)
-OUTPUT_TOKEN_KEYS = (GenAI.OUTPUT_TOKENS, GenAI.COMPLETION_TOKENS, OpenInference.COMPLETION_TOKENS)
-TOTAL_TOKEN_KEYS = (OpenInference.TOTAL_TOKENS,)
-INPUT_KEYS = (MLflow.SPAN_INPUTS, OpenInference.INPUT_VALUE, GenAI.INPUT_MESSAGES, GenAI.PROMPT)
-OUTPUT_KEYS = (MLflow.SPAN_OUTPUTS, OpenInference.OUTPUT_VALUE, GenAI.OUTPUT_MESSAGES, GenAI.COMPLETION)
-USER_KEYS = (Common.USER_ID,)
-SESSION_KEYS = (Common.SESSION_ID, GenAI.CONVERSATION_ID)
-# Payload keys are never copied into the trace's tags: they are inputs/outputs, not labels.
-PAYLOAD_KEYS = frozenset(INPUT_KEYS + OUTPUT_KEYS)
+# --- which key wins -------------------------------------------------------------------------
+
+# Response model before request model (the model that actually answered).
+MODEL_KEYS = (
+    GenAI.RESPONSE_MODEL, OpenInference.RESPONSE_MODEL_NAME, GenAI.REQUEST_MODEL, OpenInference.MODEL_NAME,
+    OpenInference.REQUEST_MODEL_NAME, MLflow.MODEL, Langfuse.MODEL, VercelAI.RESPONSE_MODEL, VercelAI.MODEL_ID,
+    OpenInference.EMBEDDING_MODEL_NAME, OpenInference.RERANKER_MODEL_NAME,
+)  # fmt: skip
+PROVIDER_KEYS = (
+    GenAI.PROVIDER_NAME, OpenInference.PROVIDER, GenAI.SYSTEM, OpenInference.SYSTEM, MLflow.PROVIDER,
+    VercelAI.MODEL_PROVIDER,
+)  # fmt: skip
+INPUT_TOKEN_KEYS = (
+    GenAI.INPUT_TOKENS, GenAI.PROMPT_TOKENS, OpenInference.PROMPT_TOKENS, VercelAI.INPUT_TOKENS,
+    VercelAI.PROMPT_TOKENS, VercelAI.EMBED_TOKENS,
+)  # fmt: skip
+OUTPUT_TOKEN_KEYS = (
+    GenAI.OUTPUT_TOKENS, GenAI.COMPLETION_TOKENS, OpenInference.COMPLETION_TOKENS, VercelAI.OUTPUT_TOKENS,
+    VercelAI.COMPLETION_TOKENS,
+)  # fmt: skip
+TOTAL_TOKEN_KEYS = (OpenInference.TOTAL_TOKENS, OpenLLMetry.TOTAL_TOKENS, VercelAI.TOTAL_TOKENS, GenAI.TOTAL_TOKENS)
+CACHE_READ_KEYS = (
+    GenAI.CACHE_READ_INPUT_TOKENS, GenAI.CACHE_READ_INPUT_TOKENS_OLD, OpenInference.CACHE_READ_TOKENS,
+    VercelAI.CACHE_READ_TOKENS, VercelAI.CACHED_INPUT_TOKENS,
+)  # fmt: skip
+CACHE_CREATION_KEYS = (
+    GenAI.CACHE_CREATION_INPUT_TOKENS, GenAI.CACHE_CREATION_INPUT_TOKENS_OLD, OpenInference.CACHE_WRITE_TOKENS,
+    VercelAI.CACHE_WRITE_TOKENS,
+)  # fmt: skip
+REASONING_KEYS = (
+    GenAI.REASONING_OUTPUT_TOKENS, GenAI.REASONING_TOKENS_OLD, OpenInference.REASONING_TOKENS,
+    VercelAI.REASONING_TOKENS_V6, VercelAI.REASONING_TOKENS,
+)  # fmt: skip
+COST_KEYS = (OpenInference.COST_TOTAL, GenAI.COST)  # then MLflow.LLM_COST, Langfuse.COST_DETAILS (JSON)
+# A span's own payload first, then the trace-level copies Langfuse puts on the root span.
+INPUT_KEYS = (
+    MLflow.SPAN_INPUTS, OpenInference.INPUT_VALUE, OpenLLMetry.ENTITY_INPUT, Langfuse.OBSERVATION_INPUT,
+    GenAI.INPUT_MESSAGES, GenAI.TOOL_CALL_ARGUMENTS, GenAI.PROMPT, VercelAI.PROMPT_MESSAGES, VercelAI.PROMPT,
+    VercelAI.TOOL_CALL_ARGS, VercelAI.EMBED_VALUE, VercelAI.EMBED_VALUES, Langfuse.TRACE_INPUT,
+    GenAI.SYSTEM_INSTRUCTIONS,
+)  # fmt: skip
+OUTPUT_KEYS = (
+    MLflow.SPAN_OUTPUTS, OpenInference.OUTPUT_VALUE, OpenLLMetry.ENTITY_OUTPUT, Langfuse.OBSERVATION_OUTPUT,
+    GenAI.OUTPUT_MESSAGES, GenAI.TOOL_CALL_RESULT, GenAI.COMPLETION, VercelAI.RESPONSE_TEXT,
+    VercelAI.RESPONSE_OBJECT, VercelAI.RESPONSE_TOOL_CALLS, VercelAI.TOOL_CALL_RESULT, Langfuse.TRACE_OUTPUT,
+)  # fmt: skip
+# Flattened lists, reassembled only when none of the keys above is present, in preference order.
+# Each with the keys its item 0 always has (a role, content or id): when none of those is present
+# there is no list, and the scan over all attribute keys for the prefix is skipped.
+FLATTENED_INPUTS = (
+    (OpenInference.INPUT_MESSAGES_PREFIX, ("llm.input_messages.0.message.role",
+                                           "llm.input_messages.0.message.content")),
+    (GenAI.PROMPT_PREFIX, ("gen_ai.prompt.0.role", "gen_ai.prompt.0.content")),
+)  # fmt: skip
+FLATTENED_OUTPUTS = (
+    (OpenInference.OUTPUT_MESSAGES_PREFIX, ("llm.output_messages.0.message.role",
+                                            "llm.output_messages.0.message.content")),
+    (GenAI.COMPLETION_PREFIX, ("gen_ai.completion.0.role", "gen_ai.completion.0.content")),
+    (OpenInference.RETRIEVAL_DOCUMENTS_PREFIX, ("retrieval.documents.0.document.id",
+                                                "retrieval.documents.0.document.content")),
+)  # fmt: skip
+FLATTENED_PREFIXES = tuple(prefix for prefix, _ in FLATTENED_INPUTS + FLATTENED_OUTPUTS)
+# Payloads their SDKs always JSON-encode: a JSON string literal there ("\"hello\"") means text.
+JSON_PAYLOAD_KEYS = frozenset({
+    MLflow.SPAN_INPUTS, MLflow.SPAN_OUTPUTS, OpenLLMetry.ENTITY_INPUT, OpenLLMetry.ENTITY_OUTPUT,
+    Langfuse.OBSERVATION_INPUT, Langfuse.OBSERVATION_OUTPUT, Langfuse.TRACE_INPUT, Langfuse.TRACE_OUTPUT,
+})  # fmt: skip
+USER_KEYS = (Common.USER_ID, Langfuse.USER_ID, VercelAI.USER_ID, OpenLLMetry.USER_ID, Common.ENDUSER_ID)
+SESSION_KEYS = (
+    Common.SESSION_ID, GenAI.CONVERSATION_ID, Langfuse.SESSION_ID, VercelAI.SESSION_ID, OpenLLMetry.SESSION_ID,
+)  # fmt: skip
+# Keys looked up inside OpenInference's `metadata` JSON when no attribute names the user/session.
+METADATA_USER_KEYS = ("user_id", "userId")
+METADATA_SESSION_KEYS = ("session_id", "sessionId", "conversation_id")
+# A span-level environment overrides the resource's deployment.environment(.name).
+ENVIRONMENT_KEYS = (Langfuse.ENVIRONMENT, *Common.ENVIRONMENT)
+
+# Never copied into the trace's tags: payloads and per-span internals are not labels.
+PAYLOAD_KEYS = frozenset(INPUT_KEYS + OUTPUT_KEYS) | {
+    OpenInference.INVOCATION_PARAMETERS, OpenInference.TOOLS, GenAI.TOOL_DEFINITIONS, Langfuse.USAGE_DETAILS,
+    Langfuse.COST_DETAILS,
+}  # fmt: skip
+TAG_SKIP_PREFIXES = (*FLATTENED_PREFIXES, "mlflow.", "langfuse.observation.", "llm.tools.")
+LIST_TAG_KEYS = (OpenInference.TAGS, Langfuse.TRACE_TAGS)
+TAG_MAX_CHARS = 1000
+
+
+# --- one pass over the attributes -----------------------------------------------------------
+
+# Looking every key tuple up one key at a time costs ~80 dict lookups per span whatever the span
+# holds. Instead normalise walks the span's own attributes once: _INDEX maps each key of each
+# tuple above to (slot, rank in its tuple), and the walk keeps the best-ranked non-empty value
+# per slot. The tuples stay the one statement of preference; the index is derived from them.
+# The flattened-list hints are slots too; the rank of the hint found names the list's prefix.
+FLATTENED_INPUT_HINTS = tuple(hint for _, hints in FLATTENED_INPUTS for hint in hints)
+FLATTENED_OUTPUT_HINTS = tuple(hint for _, hints in FLATTENED_OUTPUTS for hint in hints)
+_INPUT_HINT_PREFIXES = tuple(prefix for prefix, hints in FLATTENED_INPUTS for _ in hints)
+_OUTPUT_HINT_PREFIXES = tuple(prefix for prefix, hints in FLATTENED_OUTPUTS for _ in hints)
+_SLOT_KEYS: tuple[tuple[str, ...], ...] = (
+    MODEL_KEYS, PROVIDER_KEYS, INPUT_TOKEN_KEYS, OUTPUT_TOKEN_KEYS, TOTAL_TOKEN_KEYS, CACHE_READ_KEYS,
+    CACHE_CREATION_KEYS, REASONING_KEYS, COST_KEYS, INPUT_KEYS, OUTPUT_KEYS, USER_KEYS, SESSION_KEYS,
+    ENVIRONMENT_KEYS, FLATTENED_INPUT_HINTS, FLATTENED_OUTPUT_HINTS, tuple(key for key, _ in SPAN_TYPE_SOURCES),
+)  # fmt: skip
+(
+    _MODEL, _PROVIDER, _INPUT_TOKENS, _OUTPUT_TOKENS, _TOTAL_TOKENS, _CACHE_READ, _CACHE_CREATION, _REASONING,
+    _COST, _INPUTS, _OUTPUTS, _USER, _SESSION, _ENVIRONMENT, _FLAT_INPUTS, _FLAT_OUTPUTS, _SPAN_TYPE,
+) = range(17)  # fmt: skip
+_N_SLOTS = len(_SLOT_KEYS)
+_ABSENT = len(max(_SLOT_KEYS, key=len))  # a rank worse than any real one
+
+
+def _build_index() -> dict[str, tuple[int, int]]:
+    index: dict[str, tuple[int, int]] = {}
+    for slot, keys in enumerate(_SLOT_KEYS):
+        for rank, key in enumerate(keys):
+            if key in index:
+                raise ValueError(f"attribute {key!r} is listed for two canonical fields")
+            index[key] = (slot, rank)
+    return index
+
+
+_INDEX = _build_index()
+_INDEXED = _INDEX.keys()
 
 
 class Canonical(NamedTuple):
@@ -103,23 +412,48 @@ class Canonical(NamedTuple):
     user_id: str | None
     session_id: str | None
     is_error: bool
+    environment: str | None = None  # from span attributes; None -> use the resource's
+
+
+# --- value helpers --------------------------------------------------------------------------
 
 
 def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """The value of the first key present with a non-empty value."""
     for key in keys:
         value = attrs.get(key)
-        if value is not None:
+        if value is not None and value != "":
             return value
     return None
 
 
+_MAX_COUNT = 2**63 - 1  # the columns are int64: anything outside would fail the whole batch's Arrow build
+
+
 def _as_int(value: Any) -> int | None:
+    """A token count: an int in 0..2**63-1 (numbers given as strings or floats are parsed), else None."""
+    if type(value) is not int:  # the common case skips all of this; bool is not int here, on purpose
+        if value is None or isinstance(value, bool):
+            return None
+        try:
+            value = int(value)
+        except (TypeError, ValueError, OverflowError):
+            try:
+                value = int(float(value))  # "12.0", "1e3"
+            except (TypeError, ValueError, OverflowError):
+                return None
+    return value if 0 <= value <= _MAX_COUNT else None
+
+
+def _as_float(value: Any) -> float | None:
+    """A USD amount: a finite float, else None (a NaN would poison every sum it enters)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _as_text(value: Any) -> str | None:
@@ -127,58 +461,362 @@ def _as_text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits (OTLP JSON can carry one): the slow, general way
+        return json.dumps(value, default=str)
 
 
-def _span_type(attrs: dict[str, Any]) -> str:
-    mlflow_type = attrs.get(MLflow.SPAN_TYPE)
-    if isinstance(mlflow_type, str) and mlflow_type.upper() in SPAN_TYPES:
-        return mlflow_type.upper()
-    oi_kind = attrs.get(OpenInference.SPAN_KIND)
-    if isinstance(oi_kind, str) and oi_kind.upper() in SPAN_TYPES:
-        return oi_kind.upper()
-    operation = attrs.get(GenAI.OPERATION_NAME)
-    if isinstance(operation, str):
-        return OPERATION_SPAN_TYPES.get(operation, "UNKNOWN")
+def _unquote(text: str) -> str:
+    """'"hello"' (a JSON string literal, as MLflow writes every value) -> 'hello'; else unchanged."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            decoded = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text
+        if isinstance(decoded, str):
+            return decoded
+    return text
+
+
+def _label(value: Any) -> str | None:
+    """A short text field (model, provider, ids): JSON-string-unwrapped text, or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _unquote(value) if value[:1] == '"' else value
+    return _as_text(value)
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            decoded = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(decoded, str) and decoded[:1] == "{":  # doubly encoded
+            return _json_object(decoded)
+        return decoded if isinstance(decoded, dict) else None
+    return None
+
+
+# --- the canonical fields -------------------------------------------------------------------
+
+
+def _collect(attrs: dict[str, Any]) -> tuple[list[int], list[Any]]:
+    """(rank, value) per slot: the best-ranked non-empty value of the span's indexed attributes."""
+    ranks = [_ABSENT] * _N_SLOTS
+    values: list[Any] = [None] * _N_SLOTS
+    for key in _INDEXED & attrs.keys():  # the set intersection runs in C; order does not matter
+        value = attrs[key]
+        if value is not None and value != "":
+            slot, rank = _INDEX[key]
+            if rank < ranks[slot]:
+                ranks[slot] = rank
+                values[slot] = value
+    return ranks, values
+
+
+def _span_type(attrs: dict[str, Any], rank: int, value: Any, span_name: str) -> str:
+    """The preferred source's type; when it says nothing usable ("UNKNOWN", a custom MLflow
+    type), the next sources in SPAN_TYPE_SOURCES are asked in turn."""
+    if value is not None:
+        span_type = _mapped(SPAN_TYPE_SOURCES[rank][1], value)
+        if span_type is not None:
+            return span_type
+        for key, mapping in SPAN_TYPE_SOURCES[rank + 1 :]:
+            span_type = _mapped(mapping, attrs.get(key))
+            if span_type is not None:
+                return span_type
+    if span_name.startswith("ai."):  # Vercel AI SDK without ai.operationId
+        return VERCEL_SPAN_TYPES.get(span_name.lower(), "UNKNOWN")
     return "UNKNOWN"
 
 
-def normalise(attrs: dict[str, Any], status_code: str, event_names: tuple[str, ...]) -> Canonical:
-    """Canonical columns of one span from its attributes (which are kept in full elsewhere)."""
-    input_tokens = _as_int(_first(attrs, INPUT_TOKEN_KEYS))
-    output_tokens = _as_int(_first(attrs, OUTPUT_TOKEN_KEYS))
-    total_tokens = _as_int(_first(attrs, TOTAL_TOKEN_KEYS))
-    if total_tokens is None and input_tokens is not None and output_tokens is not None:
-        total_tokens = input_tokens + output_tokens
+def _mapped(mapping: dict[str, str], value: Any) -> str | None:
+    return mapping.get(_label(value).lower()) if isinstance(value, str) else None
+
+
+def _provider(attrs: dict[str, Any], value: Any) -> str | None:
+    # A Vercel span's gen_ai.system is its "<provider>.<api>" id: cut it to the provider.
+    if VercelAI.OPERATION_ID in attrs:
+        vercel = _label(attrs.get(VercelAI.MODEL_PROVIDER))
+        if vercel:
+            return vercel.split(".", 1)[0].lower()
+    provider = _label(value)
+    return provider.lower() if provider else None  # OpenLLMetry writes "OpenAI", semconv "openai"
+
+
+Usage = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
+NO_USAGE: Usage = (None, None, None, None, None, None)
+
+
+def _usage(attrs: dict[str, Any], values: list[Any]) -> Usage:
+    """(input, output, total, cache_read, cache_creation, reasoning), input/output inclusive."""
+    input_tokens = _as_int(values[_INPUT_TOKENS])
+    output_tokens = _as_int(values[_OUTPUT_TOKENS])
+    total_tokens = _as_int(values[_TOTAL_TOKENS])
+    if input_tokens is not None or output_tokens is not None or total_tokens is not None:
+        usage = (
+            input_tokens, output_tokens, total_tokens, _as_int(values[_CACHE_READ]),
+            _as_int(values[_CACHE_CREATION]), _as_int(values[_REASONING]),
+        )  # fmt: skip
+    elif MLflow.CHAT_USAGE in attrs:
+        usage = _mlflow_usage(attrs[MLflow.CHAT_USAGE])
+    elif Langfuse.USAGE_DETAILS in attrs:
+        usage = _langfuse_usage(attrs[Langfuse.USAGE_DETAILS])
+    else:
+        return NO_USAGE
+    return _inclusive(*usage)
+
+
+def _mlflow_usage(raw: Any) -> Usage:
+    usage = _json_object(raw)
+    if not usage:
+        return NO_USAGE
+    cache_read = next((usage[k] for k in MLflow.USAGE_CACHE_READ if k in usage), None)
+    return (
+        _as_int(usage.get(MLflow.USAGE_INPUT)), _as_int(usage.get(MLflow.USAGE_OUTPUT)),
+        _as_int(usage.get(MLflow.USAGE_TOTAL)), _as_int(cache_read),
+        _as_int(usage.get(MLflow.USAGE_CACHE_CREATION)), None,
+    )  # fmt: skip
+
+
+def _langfuse_usage(raw: Any) -> Usage:
+    """Langfuse buckets are additive, so inclusive input = every input-side bucket summed (input,
+    cache reads and writes, audio, ...), and inclusive output = every output-side bucket."""
+    usage = _json_object(raw)
+    if not usage:
+        return NO_USAGE
+    input_tokens = output_tokens = total_tokens = None
+    for key, value in usage.items():
+        count = _as_int(value) if isinstance(value, (int, float)) else None  # nested details: skip
+        if count is None:
+            continue
+        if key in Langfuse.TOTAL:
+            total_tokens = count
+        elif "input" in key or "prompt" in key or key.startswith("cache"):
+            input_tokens = (input_tokens or 0) + count
+        elif "output" in key or "completion" in key or "reasoning" in key:
+            output_tokens = (output_tokens or 0) + count
+
+    def pick(keys: tuple[str, ...]) -> int | None:
+        return next((_as_int(usage[k]) for k in keys if k in usage), None)
+
+    return (
+        input_tokens, output_tokens, total_tokens, pick(Langfuse.CACHE_READ), pick(Langfuse.CACHE_CREATION),
+        pick(Langfuse.REASONING),
+    )  # fmt: skip
+
+
+def _inclusive(
+    input_tokens: int | None, output_tokens: int | None, total_tokens: int | None,
+    cache_read: int | None, cache_creation: int | None, reasoning: int | None,
+) -> Usage:  # fmt: skip
+    """Inclusive counts, whatever the convention claimed. An inclusive input can never be smaller
+    than its cached parts, so when it is, the instrumentation reported additive buckets (Anthropic's
+    input_tokens passed through unchanged, Bedrock, AI SDK <= 5): add the parts back. Same for
+    reasoning (Gemini's candidates count excludes thoughts)."""
+    additive = False
+    cached = (cache_read or 0) + (cache_creation or 0)
+    if input_tokens is not None and cached > input_tokens:
+        input_tokens += cached
+        additive = True
+    if output_tokens is not None and reasoning is not None and reasoning > output_tokens:
+        output_tokens += reasoning
+        additive = True
+    if input_tokens is not None and output_tokens is not None:
+        both = input_tokens + output_tokens
+        # A total reported next to additive buckets left the cached part out as well.
+        if total_tokens is None or (additive and total_tokens < both):
+            total_tokens = both
+    # _as_int again only to range-check the sums against int64.
+    return _as_int(input_tokens), _as_int(output_tokens), _as_int(total_tokens), cache_read, cache_creation, reasoning
+
+
+def _cost(attrs: dict[str, Any], value: Any) -> float | None:
+    if value is not None:  # a plain USD number (COST_KEYS)
+        return _as_float(value)
+    if MLflow.LLM_COST in attrs:
+        cost = _json_object(attrs[MLflow.LLM_COST])
+        if cost:
+            if MLflow.COST_TOTAL in cost:
+                return _as_float(cost[MLflow.COST_TOTAL])
+            parts = [_as_float(cost.get(k)) for k in MLflow.COST_PARTS]
+            return sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
+    if Langfuse.COST_DETAILS in attrs:
+        cost = _json_object(attrs[Langfuse.COST_DETAILS])
+        if cost:
+            if "total" in cost:
+                return _as_float(cost["total"])
+            parts = [_as_float(v) for v in cost.values() if isinstance(v, (int, float))]
+            return sum(parts) if parts else None
+    return None
+
+
+def _payload(attrs: dict[str, Any], key: str, value: Any, value_key: str, mime_key: str) -> str | None:
+    """The chosen payload as text. Text stays text; a JSON string literal is unwrapped only where
+    the SDK is known to JSON-encode (or declares application/json), so '"hello"' from MLflow
+    becomes hello but a user's quoted text in a text/plain input.value is kept as written."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return _as_text(value)
+    if value[:1] == '"' and (
+        key in JSON_PAYLOAD_KEYS or (key == value_key and attrs.get(mime_key) == OpenInference.JSON_MIME_TYPE)
+    ):
+        return _unquote(value)
+    return value
+
+
+# After an index, OpenInference nests each item under a wrapper ("0.message.role"): dropped.
+_WRAPPERS = frozenset({"message", "message_content", "tool_call", "document"})
+
+
+def _unflatten(attrs: dict[str, Any], prefix: str) -> str | None:
+    """The list flattened under prefix, as JSON: llm.input_messages.0.message.role = "user",
+    llm.input_messages.0.message.content = "hi" -> '[{"role":"user","content":"hi"}]'."""
+    n = len(prefix)
+    items: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, path = key[n:].partition(".")
+        if not index.isdigit() or not path:
+            continue
+        item = items.setdefault(int(index), {})
+        wrapper, _, rest = path.partition(".")
+        if rest and wrapper in _WRAPPERS:
+            path = rest
+        if "." in path:  # deeper: message.tool_calls.0.tool_call.function.name, message.contents.0...
+            _set_path(item, path.split("."), value)
+        else:  # the common case: role, content, id, score, finish_reason
+            item[path] = value
+    if not items:
+        return None
+    return _as_text([_listify(items[i]) for i in sorted(items)])
+
+
+def _set_path(node: dict[Any, Any], parts: list[str], value: Any) -> None:
+    keys: list[Any] = []
+    after_index = False
+    for part in parts:
+        if part.isdigit():
+            keys.append(int(part))
+            after_index = True
+        elif after_index and part in _WRAPPERS:
+            after_index = False
+        else:
+            keys.append(part)
+            after_index = False
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            return  # a value already sits where this path wants a branch: keep the value
+        node = child
+    if not isinstance(node.get(keys[-1]), dict):
+        node[keys[-1]] = value
+
+
+def _listify(node: Any) -> Any:
+    """Nested dicts keyed by list indexes -> lists (only deep paths build those)."""
+    if not isinstance(node, dict):
+        return node
+    if node and all(type(k) is int for k in node):
+        return [_listify(node[k]) for k in sorted(node)]
+    return {str(k): _listify(v) for k, v in node.items()}
+
+
+def _ids_from_metadata(
+    attrs: dict[str, Any], user_id: str | None, session_id: str | None
+) -> tuple[str | None, str | None]:
+    """OpenInference puts LangChain's run metadata in one JSON string; decode it only when it can
+    hold what is missing (a substring test costs far less than the decode)."""
+    raw = attrs.get(OpenInference.METADATA)
+    if not isinstance(raw, str) or ("user" not in raw and "session" not in raw and "conversation" not in raw):
+        return user_id, session_id
+    metadata = _json_object(raw)
+    if metadata:
+        if user_id is None:
+            user_id = _label(_first(metadata, METADATA_USER_KEYS))
+        if session_id is None:
+            session_id = _label(_first(metadata, METADATA_SESSION_KEYS))
+    return user_id, session_id
+
+
+def normalise(
+    attrs: dict[str, Any], status_code: str, event_names: tuple[str, ...], span_name: str = ""
+) -> Canonical:
+    """Canonical columns of one span from its attributes (which are kept in full elsewhere).
+
+    span_name is optional: it only helps Vercel AI SDK spans that lack ai.operationId.
+    """
+    ranks, values = _collect(attrs)
+    input_tokens, output_tokens, total_tokens, cache_read, cache_creation, reasoning = _usage(attrs, values)
+    inputs = values[_INPUTS]
+    if inputs is not None:
+        inputs = _payload(attrs, INPUT_KEYS[ranks[_INPUTS]], inputs, OpenInference.INPUT_VALUE,
+                          OpenInference.INPUT_MIME_TYPE)  # fmt: skip
+    outputs = values[_OUTPUTS]
+    if outputs is not None:
+        outputs = _payload(attrs, OUTPUT_KEYS[ranks[_OUTPUTS]], outputs, OpenInference.OUTPUT_VALUE,
+                           OpenInference.OUTPUT_MIME_TYPE)  # fmt: skip
+    if inputs is None and values[_FLAT_INPUTS] is not None:
+        inputs = _unflatten(attrs, _INPUT_HINT_PREFIXES[ranks[_FLAT_INPUTS]])
+    if outputs is None and values[_FLAT_OUTPUTS] is not None:
+        outputs = _unflatten(attrs, _OUTPUT_HINT_PREFIXES[ranks[_FLAT_OUTPUTS]])
+    user_id = _label(values[_USER])
+    session_id = _label(values[_SESSION])
+    if (user_id is None or session_id is None) and OpenInference.METADATA in attrs:
+        user_id, session_id = _ids_from_metadata(attrs, user_id, session_id)
     is_error = (
-        status_code == "ERROR" or Common.ERROR_TYPE in attrs or Common.EXCEPTION_EVENT in event_names
+        status_code == "ERROR"
+        or Common.ERROR_TYPE in attrs
+        or Common.EXCEPTION_EVENT in event_names
+        or attrs.get(Langfuse.OBSERVATION_LEVEL) == "ERROR"
     )
+    # Positional: building a NamedTuple from keywords costs more than the rest of this function.
     return Canonical(
-        span_type=_span_type(attrs),
-        model=_as_text(_first(attrs, MODEL_KEYS)),
-        provider=_as_text(_first(attrs, PROVIDER_KEYS)),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total_tokens,
-        cache_read_input_tokens=None,
-        cache_creation_input_tokens=None,
-        reasoning_output_tokens=None,
-        provided_cost_usd=None,
-        inputs=_as_text(_first(attrs, INPUT_KEYS)),
-        outputs=_as_text(_first(attrs, OUTPUT_KEYS)),
-        user_id=_as_text(_first(attrs, USER_KEYS)),
-        session_id=_as_text(_first(attrs, SESSION_KEYS)),
-        is_error=is_error,
+        _span_type(attrs, ranks[_SPAN_TYPE], values[_SPAN_TYPE], span_name),
+        _label(values[_MODEL]),  # model
+        _provider(attrs, values[_PROVIDER]),  # provider
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        cache_read,  # cache_read_input_tokens
+        cache_creation,  # cache_creation_input_tokens
+        reasoning,  # reasoning_output_tokens
+        _cost(attrs, values[_COST]),  # provided_cost_usd
+        inputs,
+        outputs,
+        user_id,
+        session_id,
+        is_error,
+        _label(values[_ENVIRONMENT]),  # environment
     )
 
 
 def trace_tags(attrs: dict[str, Any]) -> dict[str, str]:
-    """The trace's tags from its root span: string attributes, mlflow.traceTag.<key> unwrapped."""
+    """The trace's tags from its root span: its string attributes, mlflow.traceTag.<key> unwrapped
+    (and winning over a plain attribute of the same name), each entry of OpenInference tag.tags and
+    Langfuse langfuse.trace.tags as a tag with an empty value. Payloads, flattened messages and
+    MLflow's per-span internals (JSON-encoded mlflow.* values) are not labels and are skipped."""
     tags: dict[str, str] = {}
     for key, value in attrs.items():
-        if not isinstance(value, str) or key in PAYLOAD_KEYS:
-            continue
         if key.startswith(MLflow.TRACE_TAG_PREFIX):
-            key = key[len(MLflow.TRACE_TAG_PREFIX) :]
-        tags[key] = value[:1000]
+            if isinstance(value, str):
+                tags[key[len(MLflow.TRACE_TAG_PREFIX) :]] = _unquote(value)[:TAG_MAX_CHARS]
+        elif key in LIST_TAG_KEYS:
+            if isinstance(value, str) and value[:1] == "[":
+                try:
+                    value = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    pass
+            for tag in value if isinstance(value, list) else (value,):
+                if isinstance(tag, str) and tag:
+                    tags.setdefault(tag[:TAG_MAX_CHARS], "")
+        elif isinstance(value, str) and key not in PAYLOAD_KEYS and not key.startswith(TAG_SKIP_PREFIXES):
+            tags.setdefault(key, _label(value)[:TAG_MAX_CHARS])
     return tags

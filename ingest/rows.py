@@ -7,6 +7,7 @@ already holds, so a trace whose spans arrive in several batches converges to one
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,10 @@ PREVIEW_CHARS = 1000
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which OTLP JSON can carry
+        return json.dumps(value, default=str)
 
 
 @dataclass
@@ -43,7 +47,7 @@ class SpanRows:
 
     def add(self, span: Span, topic: str, partition: int, offset: int) -> None:
         attrs = span.attributes
-        canon = normalise(attrs, span.status_code, tuple(e["name"] for e in span.events))
+        canon = normalise(attrs, span.status_code, tuple(e["name"] for e in span.events), span_name=span.name)
         c = self.cols
         c["trace_id"].append(span.trace_id)
         c["span_id"].append(span.span_id)
@@ -71,7 +75,7 @@ class SpanRows:
         self.is_error.append(canon.is_error)
         self.user_id.append(canon.user_id)
         self.session_id.append(canon.session_id)
-        env = next((span.resource[k] for k in Common.ENVIRONMENT if k in span.resource), None)
+        env = canon.environment or next((span.resource[k] for k in Common.ENVIRONMENT if k in span.resource), None)
         self.environment.append(_str_or_none(env))
         is_root = span.parent_span_id is None
         if is_root or span.trace_id not in self.trace_maps:

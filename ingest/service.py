@@ -86,6 +86,8 @@ class SpanIngestor:
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             max_poll_records=5000,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.session_timeout_ms // 4,
         )
 
     # --- rebalance callbacks ------------------------------------------------------------
@@ -102,9 +104,15 @@ class SpanIngestor:
         """Resume each partition right after the lowest offset any table holds."""
         resume = self.sink.load_offsets(tp.partition for tp in partitions)
         for tp in partitions:
-            if resume[tp.partition] is not None:
-                self.consumer.seek(tp, resume[tp.partition])
-            logger.info("assigned %s:%d, resuming at %s", tp.topic, tp.partition, resume[tp.partition] or "committed")
+            offset = resume[tp.partition]
+            # Delta is the truth: a partition no table holds anything of is read from its start,
+            # whatever the group committed (and whatever this process had already fetched).
+            # Runs on kafka-python's IO thread, so only non-blocking consumer calls here.
+            if offset is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+            logger.info("assigned %s:%d, resuming at %s", tp.topic, tp.partition, offset or "its beginning")
 
     # --- the loop -----------------------------------------------------------------------
 

@@ -1,1 +1,38 @@
-"""spanlake.query"""
+"""The query layer: the trace filter language, trace search with stable paging, and single
+trace retrieval. Names load on first use, so `import spanlake.query` does not import Polars.
+
+    from spanlake.query import search_traces, get_trace
+    page = search_traces("trace.status = 'ERROR' AND span.type = 'LLM'", max_results=50)
+    page.frame, page.next_page_token
+    print(get_trace(page["trace_id"][0]).tree())
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "search_traces": "spanlake.query.search",
+    "count_traces": "spanlake.query.search",
+    "TracePage": "spanlake.query.search",
+    "get_trace": "spanlake.query.traces",
+    "Trace": "spanlake.query.traces",
+    "TraceNotFoundError": "spanlake.query.traces",
+    "compile_filter": "spanlake.query.filters",
+    "parse_filter": "spanlake.query.filters",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -23,7 +23,10 @@ backslash is kept, so LIKE can escape % and _) and doubled quotes. Positions in 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Union
 
@@ -32,10 +35,12 @@ import polars as pl
 from spanlake.errors import FilterError
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
-__all__ = ["CompiledFilter", "Field", "Node", "compile_filter", "order_key", "parse_filter", "resolve_field", "tokenize"]
+__all__ = [
+    "CompiledFilter", "Field", "FilterError", "Node", "compile_filter", "order_key", "parse_filter", "resolve_field",
+    "tokenize",
+]  # fmt: skip
 
-KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "RLIKE", "ASC", "DESC"})
-COMPARATORS = ("=", "!=", "<>", "<", "<=", ">", ">=")
+MAX_DEPTH = 64  # nesting of parentheses and NOTs: deeper input is an error, not a RecursionError
 PATTERN_OPS = ("LIKE", "ILIKE", "RLIKE")
 EXPECTED_COMPARATOR = "a comparator (=, !=, <, <=, >, >=, LIKE, ILIKE, RLIKE, IN, NOT IN, IS NULL, IS NOT NULL)"
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "`": "`", "n": "\n", "t": "\t", "r": "\r"}
@@ -69,10 +74,6 @@ class Clause:
     op: str  # =, !=, <, <=, >, >=, [NOT ]LIKE/ILIKE/RLIKE, [NOT ]IN, IS [NOT ]NULL
     values: tuple[Literal, ...]
     pos: int
-
-    @property
-    def field_text(self) -> str:
-        return ".".join(p if _IDENT.fullmatch(p) else f"`{p}`" for p in self.field)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,12 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
 
 
 def tokenize(text: str) -> list[Token]:
-    tokens: list[Token] = []
+    return list(_tokens(text))
+
+
+def _tokens(text: str) -> Iterator[Token]:
+    # A generator, so the parser reports the first error by position: `x = ); ...` complains
+    # about ')' before the tokenizer ever sees ';'.
     i = 0
     while i < len(text):
         ch = text[i]
@@ -134,27 +140,26 @@ def tokenize(text: str) -> list[Token]:
         start = i
         if ch in "'\"`":
             value, i = _quoted(text, i)
-            tokens.append(Token("QUOTED_IDENT" if ch == "`" else "STRING", value, start, text[start:i]))
+            yield Token("QUOTED_IDENT" if ch == "`" else "STRING", value, start, text[start:i])
         elif m := _NUMBER.match(text, i):
             i = m.end()
             number = float(m.group()) if (m.group(1) or m.group(2)) else int(m.group())
-            tokens.append(Token("NUMBER", number, start, m.group()))
+            yield Token("NUMBER", number, start, m.group())
         elif m := _IDENT.match(text, i):
             i = m.end()
-            tokens.append(Token("IDENT", m.group(), start, m.group()))
+            yield Token("IDENT", m.group(), start, m.group())
         elif text.startswith(("!=", "<>", "<=", ">="), i):
             i += 2
-            tokens.append(Token("OP", text[start:i], start, text[start:i]))
+            yield Token("OP", text[start:i], start, text[start:i])
         elif ch in "=<>":
             i += 1
-            tokens.append(Token("OP", ch, start, ch))
+            yield Token("OP", ch, start, ch)
         elif ch in "(),.":
             i += 1
-            tokens.append(Token(ch, ch, start, ch))
+            yield Token(ch, ch, start, ch)
         else:
             raise FilterError(f"unexpected character {ch!r} at position {start}")
-    tokens.append(Token("EOF", "", len(text), ""))
-    return tokens
+    yield Token("EOF", "", len(text), "")
 
 
 # --- parser -----------------------------------------------------------------------------
@@ -162,21 +167,19 @@ def tokenize(text: str) -> list[Token]:
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.tokens = tokenize(text)
-        self.i = 0
-
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.i]
+        self.tokens = _tokens(text)
+        self.tok = next(self.tokens)  # the one token of lookahead the grammar needs
+        self.depth = 0
 
     def take(self) -> Token:
-        tok = self.tokens[self.i]
-        self.i += 1
+        tok = self.tok
+        if tok.kind != "EOF":
+            self.tok = next(self.tokens)
         return tok
 
     def accept_keyword(self, word: str) -> bool:
         if self.tok.is_keyword(word):
-            self.i += 1
+            self.take()
             return True
         return False
 
@@ -204,19 +207,26 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def not_expr(self) -> Node:
-        if self.accept_keyword("NOT"):
-            return Not(self.not_expr())
-        if self.tok.kind == "(":
-            self.take()
-            node = self.or_expr()
-            if self.tok.kind != ")":
-                raise syntax_error("AND, OR or ')'", self.tok)
-            self.take()
+        if self.tok.kind == "(" or self.tok.is_keyword("NOT"):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise FilterError(f"filter nests deeper than {MAX_DEPTH} levels at position {self.tok.pos}")
+            node = self.nested()
+            self.depth -= 1
             return node
         return self.clause()
 
+    def nested(self) -> Node:
+        if self.take().kind != "(":
+            return Not(self.not_expr())
+        node = self.or_expr()
+        if self.tok.kind != ")":
+            raise syntax_error("AND, OR or ')'", self.tok)
+        self.take()
+        return node
+
     def field(self) -> tuple[tuple[str, ...], int]:
-        if self.tok.kind not in ("IDENT", "QUOTED_IDENT") or self.tok.value in ("",):
+        if self.tok.kind not in ("IDENT", "QUOTED_IDENT") or self.tok.value == "":
             raise syntax_error("a field name", self.tok)
         pos = self.tok.pos
         parts = [str(self.take().value)]
@@ -284,6 +294,7 @@ def parse_order_key(text: str) -> tuple[tuple[str, ...], int, bool]:
 
 # --- helpers the compiler shares --------------------------------------------------------
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
 
 
@@ -309,18 +320,19 @@ def like_to_regex(pattern: str, *, case_insensitive: bool) -> str:
 
 def parse_time_us(lit: Literal, field: str) -> int:
     """A time value as epoch microseconds: epoch ms number or ISO-8601 string (naive = UTC)."""
-    if isinstance(lit.value, (int, float)):
-        return round(lit.value * 1000)
     try:
+        if isinstance(lit.value, (int, float)):
+            us = round(lit.value * 1000)
+            _EPOCH + dt.timedelta(microseconds=us)  # raises when out of datetime's range
+            return us
         when = dt.datetime.fromisoformat(lit.value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise FilterError(
             f"{field} takes epoch milliseconds or an ISO-8601 time; {lit.value!r} at position {lit.pos} is neither"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (when - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 def parse_date(lit: Literal, field: str) -> dt.date:
@@ -332,3 +344,349 @@ def parse_date(lit: Literal, field: str) -> dt.date:
     raise FilterError(f"{field} takes an ISO date like '2024-05-01'; {lit.value!r} at position {lit.pos} is not one")
 
 
+# --- fields -----------------------------------------------------------------------------
+
+SPAN_MATCH = "__span_match_{}"
+TRACE_ALIASES = {  # MLflow's trace./attributes. names -> (trace_info column, value is epoch ms)
+    "timestamp_ms": ("request_time", True),
+    "execution_time_ms": ("duration_ms", False),
+    "end_time_ms": ("end_time", True),
+    "status": ("state", False),
+    "name": ("root_span_name", False),
+    "request_id": ("trace_id", False),
+}
+SPAN_ALIASES = {"name": "name", "type": "span_type", "status": "status_code"}
+VALID_FIELDS = (
+    f"a trace_info column ({', '.join(TRACE_INFO.column_names)}) or one of "
+    f"{', '.join([*TRACE_ALIASES, 'client_request_id', 'text'])}, bare or as trace.<x> / attributes.<x>; "
+    "tags.<key>; metadata.<key>; "
+    "span.name, span.type, span.status, span.content, span.attributes.<key>, span.<span_data column>"
+)
+_TRACE_DTYPES = dict(pl.from_arrow(TRACE_INFO.schema.empty_table()).schema)  # type: ignore[union-attr]
+_SPAN_DTYPES = dict(pl.from_arrow(SPAN_DATA.schema.empty_table()).schema)  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class Field:
+    """A resolved field: what it reads, of which kind, and from which table."""
+
+    name: str
+    kind: str  # string, number, time, date, list, map, text, json
+    exprs: tuple[pl.Expr, ...]
+    dtype: pl.DataType = pl.String()
+    column: str | None = None  # the plain column read, when there is one
+    on_spans: bool = False
+    ms: bool = False  # a time whose value is whole epoch ms (request_time floored)
+
+    @property
+    def expr(self) -> pl.Expr:
+        return self.exprs[0]
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_numeric():
+        return "number"
+    if isinstance(dtype, pl.Datetime):
+        return "time"
+    return {pl.Date: "date", pl.List: "list", pl.Map: "map"}.get(dtype.base_type(), "string")
+
+
+def _column(name: str, shown: str, *, on_spans: bool = False, ms: bool = False) -> Field:
+    dtype = (_SPAN_DTYPES if on_spans else _TRACE_DTYPES)[name]
+    return Field(shown, _kind(dtype), (pl.col(name),), dtype, name, on_spans, ms)
+
+
+def _json_path(key: str, field: str) -> str:
+    # The path is built, never spliced from free text: the key is quoted with a delimiter it
+    # does not contain, and keys the JSONPath engine cannot quote safely are refused.
+    if not key or "\\" in key or ("'" in key and '"' in key):
+        raise FilterError(f"{field}: attribute keys that are empty, hold a backslash or both quote kinds are not supported")
+    quote = "'" if '"' in key else '"'
+    return f"$[{quote}{key}{quote}]"
+
+
+def _span_field(rest: tuple[str, ...], shown: str) -> Field | None:
+    if rest == ("content",):
+        return Field(shown, "text", (pl.col("inputs"), pl.col("outputs")), on_spans=True)
+    if len(rest) >= 2 and rest[0] == "attributes":
+        path = _json_path(".".join(rest[1:]), shown)
+        return Field(shown, "json", (pl.col("attributes").str.json_path_match(path),), on_spans=True)
+    if len(rest) == 1 and (rest[0] in SPAN_ALIASES or rest[0] in _SPAN_DTYPES):
+        return _column(SPAN_ALIASES.get(rest[0], rest[0]), shown, on_spans=True)
+    return None
+
+
+def _trace_field(name: str, shown: str) -> Field | None:
+    if name in TRACE_ALIASES:
+        column, ms = TRACE_ALIASES[name]
+        return _column(column, shown, ms=ms)
+    if name == "text":
+        return Field(shown, "text", (pl.col("request_preview"), pl.col("response_preview")))
+    if name == "client_request_id":  # no column of its own: the root span's tag of that name
+        return Field(shown, "string", (pl.col("tags").map.get("client_request_id"),))
+    if name in _TRACE_DTYPES:
+        return _column(name, shown)
+    return None
+
+
+def resolve_field(path: tuple[str, ...], pos: int) -> Field:
+    """The Field a dotted path names; FilterError listing the valid fields when none."""
+    shown = ".".join(path)
+    head, rest = path[0], path[1:]
+    found: Field | None = None
+    if not rest:  # bare names: trace_info columns and the trace./attributes. names
+        found = _trace_field(head, shown)
+    elif head in ("trace", "attributes") and len(rest) == 1:
+        found = _trace_field(rest[0], shown)
+    elif head in ("tags", "tag", "metadata", "request_metadata") and rest:
+        column = "tags" if head.startswith("tag") else "metadata"
+        found = Field(shown, "string", (pl.col(column).map.get(".".join(rest)),))
+    elif head == "span" and rest:
+        found = _span_field(rest, shown)
+    if found is None:
+        raise FilterError(f"unknown field {shown!r} at position {pos}; valid fields: {VALID_FIELDS}")
+    return found
+
+
+def order_key(text: str) -> tuple[str, pl.Expr, bool]:
+    """An `order_by` item as (field name, sort expression, descending)."""
+    path, pos, descending = parse_order_key(text)
+    fld = resolve_field(path, pos)
+    if fld.on_spans or fld.kind not in ("string", "number", "time", "date"):
+        raise FilterError(
+            f"cannot order by {fld.name!r}: order keys are trace fields holding a string, number, time or date"
+        )
+    return fld.name, fld.expr, descending
+
+
+# --- compiler ---------------------------------------------------------------------------
+
+_CMP = {"=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+_ORDERING = ("<", "<=", ">", ">=")
+_OPS = {
+    "string": ("=", "!=", *PATTERN_OPS, "IN"),
+    "list": ("=", "!=", *PATTERN_OPS, "IN"),
+    "number": ("=", "!=", *_ORDERING, "IN"),
+    "time": ("=", "!=", *_ORDERING, "IN"),
+    "date": ("=", "!=", *_ORDERING, "IN"),
+    "json": ("=", "!=", *_ORDERING, *PATTERN_OPS, "IN"),
+    "text": ("=", "!=", *PATTERN_OPS),
+    "map": (),
+}
+_KIND_NAMES = {"string": "a string", "list": "a list of strings", "number": "a number", "time": "a time",
+               "date": "a date", "json": "a JSON attribute", "text": "full text", "map": "a map"}  # fmt: skip
+_TIME = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    """A filter as Polars expressions.
+
+    `predicate` runs on trace_info once each `span_predicates[i]` has been turned into the
+    boolean column SPAN_MATCH.format(i): "the trace has at least one span where it holds"
+    (each span clause is tested on its own, as in MLflow). `days` bounds the `day` partition
+    as implied by top-level AND clauses on request_time or day (None: unbounded).
+    """
+
+    predicate: pl.Expr | None
+    span_predicates: tuple[pl.Expr, ...]
+    days: tuple[dt.date | None, dt.date | None]
+
+
+def _type_error(fld: Field, lit: Literal, why: str = "") -> FilterError:
+    what = "the string" if isinstance(lit.value, str) else "the number"
+    kind = f"{_KIND_NAMES[fld.kind]} ({fld.dtype})" if fld.kind == "number" else _KIND_NAMES[fld.kind]
+    return FilterError(
+        f"field {fld.name!r} is {kind} and cannot be compared with {what} {lit.value!r} at position {lit.pos}{why}"
+    )
+
+
+def _check(fld: Field, clause: Clause) -> tuple[str, bool]:
+    """The clause's base operator and whether it is negated, after checking it fits the field."""
+    negated = clause.op.startswith("NOT ")
+    base = clause.op[4:] if negated else clause.op
+    if base.startswith("IS") and fld.kind != "text":
+        return base, False
+    if base not in _OPS[fld.kind]:
+        allowed = ", ".join(_OPS[fld.kind]) or "only IS NULL and IS NOT NULL (use <field>.<key> for a key)"
+        raise FilterError(
+            f"{clause.op} is not supported for {fld.name!r} ({_KIND_NAMES[fld.kind]}) at position {clause.pos}; "
+            f"it takes {allowed}"
+        )
+    for lit in clause.values:
+        is_str = isinstance(lit.value, str)
+        if not is_str and (fld.kind in ("string", "list", "text", "date") or base in PATTERN_OPS):
+            raise _type_error(fld, lit)
+        if is_str and fld.kind == "number":
+            raise _type_error(fld, lit)
+        if is_str and fld.kind == "json" and base in _ORDERING:
+            raise _type_error(fld, lit, " (<, <=, >, >= compare numbers)")
+    return base, negated
+
+
+def _pattern(base: str, lit: Literal) -> str:
+    if base != "RLIKE":
+        return like_to_regex(str(lit.value), case_insensitive=base == "ILIKE")
+    try:  # fail at compile time, with a position, rather than in the middle of a scan
+        pl.select(pl.lit("").str.contains(str(lit.value)))
+    except pl.exceptions.PolarsError:
+        raise FilterError(f"invalid regular expression {lit.value!r} at position {lit.pos}") from None
+    return str(lit.value)
+
+
+def _strings(e: pl.Expr, base: str, values: tuple[Literal, ...]) -> pl.Expr:
+    if base == "IN":
+        return e.is_in(pl.Series([v.value for v in values], dtype=pl.String).implode())
+    if base in PATTERN_OPS:
+        return e.str.contains(_pattern(base, values[0]))
+    return getattr(e, _CMP[base])(pl.lit(values[0].value, dtype=pl.String))
+
+
+def _numbers(e: pl.Expr, dtype: pl.DataType, base: str, values: tuple[Literal, ...]) -> pl.Expr:
+    # ints beyond Int64 compare as floats rather than overflow a literal
+    nums = [v.value if isinstance(v.value, int) and -(2**63) <= v.value < 2**63 else float(v.value) for v in values]
+    if base != "IN":
+        return getattr(e, _CMP[base])(pl.lit(nums[0]))
+    # is_in wants one dtype: stay on the column's integers when every value is one
+    if dtype.is_integer() and all(isinstance(n, int) for n in nums):
+        return e.is_in(pl.Series(nums, dtype=pl.Int64).implode())
+    return e.cast(pl.Float64).is_in(pl.Series([float(n) for n in nums], dtype=pl.Float64).implode())
+
+
+def _json(e: pl.Expr, base: str, values: tuple[Literal, ...]) -> pl.Expr:
+    # json_path_match renders every value as text; numbers compare as numbers.
+    strs = tuple(v for v in values if isinstance(v.value, str))
+    nums = tuple(v for v in values if not isinstance(v.value, str))
+    as_number = e.cast(pl.Float64, strict=False)
+    if base != "IN":
+        return _strings(e, base, values) if strs else _numbers(as_number, pl.Float64(), base, values)
+    parts = [_strings(e, "IN", strs)] if strs else []
+    parts += [_numbers(as_number, pl.Float64(), "IN", nums)] if nums else []
+    return parts[0] if len(parts) == 1 else parts[0] | parts[1]
+
+
+def _text(fld: Field, base: str, values: tuple[Literal, ...]) -> pl.Expr:
+    # Missing previews count as empty text, so `!=` and NOT keep traces without any.
+    pattern = "(?is)" + regex_escape(str(values[0].value)) if base in ("=", "!=") else _pattern(base, values[0])
+    match = pl.any_horizontal([e.fill_null("").str.contains(pattern) for e in fld.exprs])
+    return ~match if base == "!=" else match
+
+
+def _lists(e: pl.Expr, base: str, values: tuple[Literal, ...]) -> pl.Expr:
+    if base in ("=", "!="):  # a list "equals" a value it contains
+        found = e.list.contains(pl.lit(values[0].value, dtype=pl.String))
+        return ~found if base == "!=" else found
+    return e.list.eval(_strings(pl.element(), base, values)).list.any()
+
+
+_MIN_US = (dt.datetime.min.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
+_MAX_US = (dt.datetime.max.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _time_lit(us: int) -> pl.Expr:
+    # clamped: a bound one ms past datetime.max still means "everything before it"
+    return pl.lit(_EPOCH + dt.timedelta(microseconds=min(max(us, _MIN_US), _MAX_US)), dtype=_TIME)
+
+
+def _times(fld: Field, base: str, values: tuple[Literal, ...]) -> pl.Expr:
+    e, us = fld.expr, [parse_time_us(v, fld.name) for v in values]
+    if not fld.ms:
+        if base == "IN":
+            stamps = [_EPOCH + dt.timedelta(microseconds=u) for u in us]
+            return e.is_in(pl.Series(stamps, dtype=_TIME).implode())
+        return getattr(e, _CMP[base])(_time_lit(us[0]))
+    if base == "IN":
+        return e.dt.epoch("ms").is_in(pl.Series([u // 1000 for u in us if u % 1000 == 0], dtype=pl.Int64).implode())
+    # An ms field is request_time floored to whole ms: rewrite to ranges on the raw column so
+    # the comparison still prunes by statistics. floor(t) > v <=> t >= floor(v) + 1, etc.
+    u = us[0]
+    floor_next, ceil = (u // 1000 + 1) * 1000, -(-u // 1000) * 1000
+    if base in ("=", "!="):
+        if u % 1000:  # a fractional ms equals no floored time (null stays null)
+            equal = pl.when(e.is_not_null()).then(False)
+        else:
+            equal = (e >= _time_lit(u)) & (e < _time_lit(u + 1000))
+        return ~equal if base == "!=" else equal
+    bound = {">": floor_next, ">=": ceil, "<": ceil, "<=": floor_next}[base]
+    return e >= _time_lit(bound) if base in (">", ">=") else e < _time_lit(bound)
+
+
+def _dates(e: pl.Expr, fld: Field, base: str, values: tuple[Literal, ...]) -> pl.Expr:
+    days = [parse_date(v, fld.name) for v in values]
+    if base == "IN":
+        return e.is_in(pl.Series(days, dtype=pl.Date).implode())
+    return getattr(e, _CMP[base])(pl.lit(days[0], dtype=pl.Date))
+
+
+def clause_expr(fld: Field, clause: Clause) -> pl.Expr:
+    """One clause as a boolean expression over the table the field lives in."""
+    base, negated = _check(fld, clause)
+    e, values = fld.expr, clause.values
+    if base in ("IS NULL", "IS NOT NULL"):
+        return e.is_null() if base == "IS NULL" else e.is_not_null()
+    if fld.kind == "number":
+        out = _numbers(e, fld.dtype, base, values)
+    elif fld.kind == "time":
+        out = _times(fld, base, values)
+    elif fld.kind == "date":
+        out = _dates(e, fld, base, values)
+    elif fld.kind == "json":
+        out = _json(e, base, values)
+    elif fld.kind == "text":
+        out = _text(fld, base, values)
+    elif fld.kind == "list":
+        out = _lists(e, base, values)
+    else:
+        out = _strings(e, base, values)
+    return ~out if negated else out
+
+
+def _day_bound(clause: Clause) -> tuple[dt.date | None, dt.date | None]:
+    fld = resolve_field(clause.field, clause.pos)
+    if fld.on_spans or fld.column not in ("request_time", "day") or clause.op not in ("=", *_ORDERING):
+        return None, None
+    lit = clause.values[0]
+    if fld.column == "day":
+        day = parse_date(lit, fld.name)
+    else:
+        day = (_EPOCH + dt.timedelta(microseconds=parse_time_us(lit, fld.name))).date()
+    return (day if clause.op in ("=", ">", ">=") else None), (day if clause.op in ("=", "<", "<=") else None)
+
+
+def _days(node: Node) -> tuple[dt.date | None, dt.date | None]:
+    """Day partitions the filter can match: only top-level AND clauses narrow them (day = date(request_time))."""
+    lo: dt.date | None = None
+    hi: dt.date | None = None
+    for item in node.items if isinstance(node, And) else (node,):
+        if isinstance(item, Clause):
+            a, b = _day_bound(item)
+            lo = a if lo is None or (a is not None and a > lo) else lo
+            hi = b if hi is None or (b is not None and b < hi) else hi
+    return lo, hi
+
+
+def compile_filter(text: str | None) -> CompiledFilter:
+    """Parse and compile a filter string (None or blank: match everything)."""
+    if text is None or not text.strip():
+        return CompiledFilter(None, (), (None, None))
+    node = parse_filter(text)
+    span_predicates: list[pl.Expr] = []
+
+    def build(n: Node) -> pl.Expr:
+        # & and | (Kleene logic, like SQL) rather than *_horizontal: the optimizer splits
+        # chains of & into conjuncts it can push into the scan.
+        if isinstance(n, And):
+            return functools.reduce(operator.and_, [build(i) for i in n.items])
+        if isinstance(n, Or):
+            return functools.reduce(operator.or_, [build(i) for i in n.items])
+        if isinstance(n, Not):
+            return ~build(n.item)
+        fld = resolve_field(n.field, n.pos)
+        expr = clause_expr(fld, n)
+        if not fld.on_spans:
+            return expr
+        span_predicates.append(expr)
+        return pl.col(SPAN_MATCH.format(len(span_predicates) - 1))
+
+    predicate = build(node)
+    return CompiledFilter(predicate, tuple(span_predicates), _days(node))

@@ -4,4 +4,25 @@ OTLP spans from Kafka land exactly once in Delta tables (`trace_info`, `span_dat
 Polars, DuckDB or Spark can read. The analyst's entry points are re-exported here.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+# Loaded on first use (module __getattr__), so `import spanlake` does not import Polars.
+_LAZY = {
+    "search_traces": "spanlake.query.search",
+    "count_traces": "spanlake.query.search",
+    "get_trace": "spanlake.query.traces",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

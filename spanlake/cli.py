@@ -146,6 +146,10 @@ def broker_status(data_dir: Path) -> None:
 @with_settings("bootstrap_servers", "topic")
 def generate(settings: Settings, traces: int, rate: float | None, seed: int, partitions: int, encoding: str) -> None:
     """Produce a synthetic, production-like LLM workload through KafkaSpanExporter."""
+    run_workload(settings, traces=traces, rate=rate, seed=seed, partitions=partitions, encoding=encoding)
+
+
+def run_workload(settings: Settings, *, traces: int, rate: float | None, seed: int, partitions: int, encoding: str) -> None:
     import datetime as dt
 
     from spanlake.ingest.exporter import KafkaSpanExporter
@@ -194,10 +198,14 @@ def produce(settings: Settings, files: tuple[Path, ...]) -> None:
 @with_settings("warehouse", "bootstrap_servers", "topic")
 def ingest(settings: Settings, group: str | None, until_idle: bool) -> None:
     """Consume OTLP spans and commit them exactly once to the Delta tables."""
-    from spanlake.ingest.service import SpanIngestor
-
     if group:
         settings = settings.model_copy(update={"group": group})
+    run_ingest(settings, until_idle=until_idle)
+
+
+def run_ingest(settings: Settings, *, until_idle: bool) -> None:
+    from spanlake.ingest.service import SpanIngestor
+
     ingestor = SpanIngestor(
         settings,
         until_idle=until_idle,
@@ -213,5 +221,32 @@ def ingest(settings: Settings, group: str | None, until_idle: bool) -> None:
                f"({stats.dead_letters} dead letters) into {settings.warehouse}")  # fmt: skip
 
 
+# --- the demo ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--traces", type=click.IntRange(min=1), default=5000, show_default=True, help="Traces to generate.")
+@click.option("--port", type=int, default=9092, show_default=True, help="Port of the local broker.")
+@with_settings("warehouse", "topic")
+def demo(settings: Settings, traces: int, port: int) -> None:
+    """Everything at once: local broker, production-like traffic, ingest, then a summary."""
+    from spanlake.broker import start_broker
+
+    click.echo(f"1/3 starting the local Kafka broker on port {port} (first run fetches Kafka with Maven) ...", err=True)
+    info = start_broker(port=port, data_dir=DEFAULT_BROKER_DIR, cache_dir=settings.cache_dir)
+    settings = settings.model_copy(update={"bootstrap_servers": info.bootstrap_servers})
+    click.echo(f"2/3 producing {traces} traces through KafkaSpanExporter ...", err=True)
+    run_workload(settings, traces=traces, rate=None, seed=0, partitions=3, encoding="otlp_proto")
+    click.echo("3/3 ingesting into Delta ...", err=True)
+    run_ingest(settings, until_idle=True)
+    click.echo(
+        "\nThe tables are plain Delta. Try:\n"
+        f"  {sys.executable} -c \"import polars as pl; "
+        f"print(pl.read_delta('{settings.table_uri('trace_info')}').group_by('service_name', 'state').len())\"\n"
+        f"The broker keeps running; stop it with: spanlake broker stop"
+    )
+
+
 def main() -> None:
     cli(prog_name="spanlake")
+from spanlake.query.commands import traces as _traces; cli.add_command(_traces)  # noqa: E402, E702

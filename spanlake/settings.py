@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     flush_spans: int = Field(50_000, gt=0, description="Flush a micro-batch at this many spans ...")
     flush_bytes: int = Field(32 * 1024 * 1024, gt=0, description="... or this many message bytes ...")
     flush_seconds: float = Field(2.0, gt=0, description="... or when its oldest message is this old.")
+    session_timeout_ms: int = Field(
+        10_000, ge=6_000, description="Consumer-group session timeout: how soon a crashed ingest process's partitions move."
+    )
     crash_at: Literal["", "after_span_data", "after_trace_info", "after_delta_commit"] = Field(
         "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
     )

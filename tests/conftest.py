@@ -50,4 +50,5 @@ def settings(broker: BrokerInfo, topic_name: str, tmp_path: Path) -> Settings:
         topic=topic_name,
         group=f"ingest-{topic_name}",
         flush_seconds=0.5,
+        session_timeout_ms=6_000,  # the broker's minimum: a SIGKILLed member leaves the group fast
     )

@@ -61,6 +61,7 @@ def ingest_subprocess(settings: Settings, *, crash_at: str = "", timeout: float 
         "SPANLAKE_TOPIC": settings.topic,
         "SPANLAKE_GROUP": settings.group,
         "SPANLAKE_FLUSH_SPANS": str(settings.flush_spans),
+        "SPANLAKE_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "SPANLAKE_CRASH_AT": crash_at,
     }
     spanlake = Path(sys.executable).parent / "spanlake"

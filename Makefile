@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` and `make test`. Everything else is their parts.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## Python packages into .venv (Kafka's jars are fetched by the first broker start)
+
+demo: setup  ## broker, production-like traffic, ingest, jobs, dashboard
+	$(BIN)/spanlake demo
+
+test: setup  ## the whole test suite, against a real local broker
+	$(BIN)/pytest
+
+bench: setup  ## ingest benchmark (see BENCHMARKS.md)
+	$(BIN)/python bench/ingest_bench.py
+
+clean:
+	-$(BIN)/spanlake broker stop
+	rm -rf spanlake-data .spanlake

@@ -1,0 +1,122 @@
+"""`spanlake traces`: search traces and print one trace, from the command line.
+
+Imported by `spanlake.cli` at startup, so this module imports only click; Polars and the
+query layer load inside the commands.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from spanlake.settings import Settings
+
+TABLE_COLUMNS = ("trace_id", "request_time", "state", "duration_ms", "root_span_name", "service_name",
+                 "span_count", "total_tokens")  # fmt: skip
+
+_warehouse = click.option("--warehouse", help="Warehouse root, local path or s3:// URI [env SPANLAKE_WAREHOUSE].")
+
+
+def _settings(warehouse: str | None) -> Settings:
+    # Not spanlake.cli.with_settings: importing spanlake.cli from here would be an import cycle
+    # (spanlake.cli imports this module to register the group).
+    from spanlake.settings import Settings
+
+    return Settings(warehouse=warehouse) if warehouse else Settings()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _dumps(value: Any, **kw: Any) -> str:
+    return json.dumps(value, default=_jsonable, ensure_ascii=False, **kw)
+
+
+def _csv(frame: pl.DataFrame) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=frame.columns, lineterminator="\n")
+    writer.writeheader()
+    for row in frame.to_dicts():  # lists and maps become JSON text; CSV has no nesting
+        writer.writerow({k: _dumps(v) if isinstance(v, (list, dict)) else _scalar(v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _scalar(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else value
+
+
+def _table(frame: pl.DataFrame) -> str:
+    import polars as pl
+
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=240, fmt_str_lengths=40, float_precision=1,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):  # fmt: skip
+        return str(frame.select(c for c in TABLE_COLUMNS if c in frame.columns))
+
+
+@click.group()
+def traces() -> None:
+    """Search traces and show one trace as a span tree."""
+
+
+@traces.command("search")
+@click.argument("filter_string", metavar="[FILTER]", required=False)
+@click.option("--order-by", "order_by", multiple=True, metavar="KEY",
+              help="Sort key like 'timestamp_ms DESC' (repeatable) [default: newest first].")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Traces per page.")
+@click.option("--page-token", help="next_page_token printed by the previous page.")
+@click.option("--start-time", help="Only traces starting at or after this ISO time (or epoch ms).")
+@click.option("--end-time", help="Only traces starting before this ISO time (or epoch ms).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_warehouse
+def search(
+    filter_string: str | None, order_by: tuple[str, ...], limit: int, page_token: str | None,
+    start_time: str | None, end_time: str | None, fmt: str, warehouse: str | None,
+) -> None:  # fmt: skip
+    """Find traces matching FILTER (all traces when omitted), newest first.
+
+    FILTER uses MLflow's search_traces syntax plus OR, NOT and parentheses, e.g.
+    "trace.status = 'ERROR' AND span.type = 'LLM'". The next page's token goes to
+    stderr (table, csv) or into the JSON output.
+    """
+    from spanlake.query.search import search_traces
+
+    settings = _settings(warehouse)
+    page = search_traces(
+        filter_string, order_by=list(order_by) or None, max_results=limit, page_token=page_token,
+        start_time=_time_arg(start_time), end_time=_time_arg(end_time),
+        warehouse=settings.warehouse, storage_options=settings.storage_options,
+    )  # fmt: skip
+    if fmt == "json":
+        click.echo(_dumps({"traces": page.frame.to_dicts(), "next_page_token": page.next_page_token}, indent=2))
+        return
+    click.echo(_csv(page.frame) if fmt == "csv" else _table(page.frame), nl=fmt != "csv")
+    if page.next_page_token:
+        click.echo(f"more traces: --page-token {page.next_page_token}", err=True)
+
+
+def _time_arg(value: str | None) -> str | int | None:
+    return int(value) if value is not None and value.lstrip("-").isdigit() else value
+
+
+@traces.command("get")
+@click.argument("trace_id")
+@click.option("--format", "fmt", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@_warehouse
+def get(trace_id: str, fmt: str, warehouse: str | None) -> None:
+    """Show trace TRACE_ID: its summary and every span as a tree (or all fields as JSON)."""
+    from spanlake.query.traces import get_trace
+
+    settings = _settings(warehouse)
+    trace = get_trace(trace_id, warehouse=settings.warehouse, storage_options=settings.storage_options)
+    click.echo(trace.tree() if fmt == "tree" else _dumps(trace.to_dict(), indent=2))

@@ -1,0 +1,330 @@
+"""Trace search over `trace_info`: `search_traces` (one page at a time), `count_traces`, and
+the page token that makes paging stable while ingest keeps writing.
+
+A page token is urlsafe base64 (no padding) of JSON
+    {"v": 1, "q": <query fingerprint>, "t": <trace_info version>, "s": <span_data version | null>,
+     "k": [<sort key values of the page's last row>..., <its trace_id>]}
+Every page reads the Delta versions the first page read, so MERGEs and appends that land
+between page reads are invisible to the rest of the walk (no duplicates, no gaps), and the
+keyset cursor `k` starts the next page right after the last row (no OFFSET re-scan).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import functools
+import hashlib
+import json
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from spanlake.errors import FilterError, TableError
+from spanlake.query.filters import SPAN_MATCH, CompiledFilter, Literal, compile_filter, order_key, parse_time_us
+from spanlake.tables import table_uri
+from spanlake.tables.schemas import TRACE_INFO
+
+__all__ = ["TracePage", "count_traces", "search_traces"]
+
+TimeArg = dt.datetime | dt.date | int | float | str | None
+DEFAULT_ORDER = ("request_time DESC",)
+TOKEN_VERSION = 1
+_KEY = "__key_{}"
+_ONE_DAY = dt.timedelta(days=1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class TracePage:
+    """One page of `search_traces`: `frame` holds the trace_info rows, `next_page_token` is
+    None on the last page. Anything else is delegated to the frame, so `page.height`,
+    `page["trace_id"]`, `page.to_dicts()` and `len(page)` work as on a DataFrame.
+    """
+
+    frame: pl.DataFrame
+    next_page_token: str | None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "frame":  # not set yet (copy/pickle): never recurse
+            raise AttributeError(name)
+        return getattr(self.frame, name)
+
+    def __getitem__(self, item: Any) -> Any:
+        return self.frame[item]
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.frame)
+
+
+@dataclass(frozen=True)
+class _Query:
+    """Everything a search computes from its arguments, before touching a table."""
+
+    compiled: CompiledFilter
+    keys: tuple[tuple[pl.Expr, bool], ...]  # (sort expression, descending), trace_id last
+    time_range: tuple[int | None, int | None]  # epoch us, [start, end)
+    days: tuple[dt.date | None, dt.date | None]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    trace_version: int
+    span_version: int | None
+    after: list[Any]
+
+
+# --- arguments --------------------------------------------------------------------------
+
+
+def _time_us(value: TimeArg, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return (when - _EPOCH) // dt.timedelta(microseconds=1)
+    if isinstance(value, dt.date):
+        return (value - _EPOCH.date()).days * 86_400_000_000
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return parse_time_us(Literal(value, 0), name)
+    raise FilterError(f"{name} must be a datetime, a date, epoch milliseconds or an ISO-8601 string, not {value!r}")
+
+
+def _day(us: int) -> dt.date:
+    return (_EPOCH + dt.timedelta(microseconds=us)).date()
+
+
+Days = tuple[dt.date | None, dt.date | None]
+
+
+def _narrow(days: Days, time_range: tuple[int | None, int | None]) -> Days:
+    lo, hi = days
+    start, end = time_range
+    if start is not None:
+        lo = max(lo, _day(start)) if lo else _day(start)
+    if end is not None:  # end is exclusive: a midnight end does not reach that day
+        hi = min(hi, _day(end - 1)) if hi else _day(end - 1)
+    return lo, hi
+
+
+def _build_query(
+    filter_string: str | None, order_by: Sequence[str] | None, start_time: TimeArg, end_time: TimeArg
+) -> _Query:
+    if isinstance(order_by, str):
+        raise FilterError("order_by takes a list of keys, e.g. ['timestamp_ms DESC']")
+    compiled = compile_filter(filter_string)
+    order = tuple(order_by) if order_by else DEFAULT_ORDER
+    keys = [order_key(item)[1:] for item in order]
+    keys.append((pl.col("trace_id"), False))  # unique tie-breaker: a total, repeatable order
+    time_range = (_time_us(start_time, "start_time"), _time_us(end_time, "end_time"))
+    identity = json.dumps([filter_string or "", list(order), list(time_range)])
+    fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return _Query(compiled, tuple(keys), time_range, _narrow(compiled.days, time_range), fingerprint)
+
+
+# --- page tokens ------------------------------------------------------------------------
+
+
+def _encode_token(query: _Query, trace_version: int, span_version: int | None, after: list[Any]) -> str:
+    payload = {"v": TOKEN_VERSION, "q": query.fingerprint, "t": trace_version, "s": span_version, "k": after}
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, query: _Query) -> _Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(raw)
+        cursor = _Cursor(int(payload["t"]), None if payload["s"] is None else int(payload["s"]), list(payload["k"]))
+        version = payload["v"]
+    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError):
+        raise FilterError("invalid page token: pass the next_page_token of a previous search unchanged") from None
+    scalars = all(v is None or isinstance(v, (int, float, str)) for v in cursor.after)
+    if version != TOKEN_VERSION or len(cursor.after) != len(query.keys) or not scalars:
+        raise FilterError("invalid page token: it was made by a different spanlake version or search")
+    if payload["q"] != query.fingerprint:
+        raise FilterError("page token belongs to a different search: filter, order_by and time range must not change")
+    return cursor
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+def warehouse_location(
+    warehouse: str | None, storage_options: Mapping[str, str] | None
+) -> tuple[str, dict[str, str]]:
+    """The warehouse and storage options to use: arguments first, else SPANLAKE_* settings."""
+    if warehouse is None:
+        from spanlake.settings import Settings
+
+        settings = Settings()
+        warehouse = settings.warehouse
+        storage_options = storage_options if storage_options is not None else settings.storage_options
+    return warehouse, dict(storage_options or {})
+
+
+def open_table(
+    name: str, warehouse: str, storage_options: Mapping[str, str], version: int | None = None
+) -> tuple[int, pl.LazyFrame]:
+    """(version read, lazy scan) of a table: the DeltaTable object pins the version for Polars."""
+    uri = table_uri(warehouse, name)
+    try:
+        table = DeltaTable(uri, version=version, storage_options=dict(storage_options) or None)
+    except TableNotFoundError:
+        raise TableError(f"table {name!r} does not exist at {uri}") from None
+    except DeltaError as exc:
+        if version is None:
+            raise TableError(f"cannot read table {name!r} at {uri}: {exc}") from exc
+        raise TableError(
+            f"table {name!r} version {version} (pinned by the page token) is no longer readable; "
+            "start the search again without a page token"
+        ) from exc
+    return table.version(), pl.scan_delta(table)
+
+
+def _day_filter(days: tuple[dt.date | None, dt.date | None], *, extra_days: int = 0) -> list[pl.Expr]:
+    lo, hi = days
+    out = [pl.col("day") >= pl.lit(lo)] if lo else []
+    return out + ([pl.col("day") <= pl.lit(hi + extra_days * _ONE_DAY)] if hi else [])
+
+
+def _filtered(query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None) -> pl.LazyFrame:
+    """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions."""
+    start, end = query.time_range
+    preds = _day_filter(query.days)
+    preds += [pl.col("request_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start))] if start is not None else []
+    preds += [pl.col("request_time") < pl.lit(_EPOCH + dt.timedelta(microseconds=end))] if end is not None else []
+    lf = traces.filter(*preds) if preds else traces
+    span_preds = query.compiled.span_predicates
+    if span_preds:
+        assert spans is not None
+        # A trace's spans start on its day or later: the span side gets one extra day.
+        matched = (
+            spans.filter(*_day_filter(query.days, extra_days=1), functools.reduce(operator.or_, span_preds))
+            .group_by("trace_id")
+            .agg([p.any().alias(SPAN_MATCH.format(i)) for i, p in enumerate(span_preds)])
+        )
+        lf = lf.join(matched, on="trace_id", how="left").with_columns(
+            pl.col(SPAN_MATCH.format(i)).fill_null(False) for i in range(len(span_preds))
+        )
+    return lf.filter(query.compiled.predicate) if query.compiled.predicate is not None else lf
+
+
+def _after(schema: pl.Schema, query: _Query, values: list[Any]) -> pl.Expr:
+    """Rows strictly after the cursor in the (keys, nulls last) order: lexicographic keyset."""
+    clauses: list[pl.Expr] = []
+    equal_so_far: list[pl.Expr] = []
+    for i, ((_, descending), value) in enumerate(zip(query.keys, values)):
+        col = pl.col(_KEY.format(i))
+        if value is None:  # nothing sorts after null in a nulls-last key; ties continue
+            equal_so_far.append(col.is_null())
+            continue
+        lit = pl.lit(value).cast(schema[_KEY.format(i)], strict=False)  # a tampered value: null, not a crash
+        later = col.is_null() | (col < lit if descending else col > lit)
+        clauses.append(functools.reduce(operator.and_, [*equal_so_far, later]))
+        equal_so_far.append(col == lit)
+    return functools.reduce(operator.or_, clauses) if clauses else pl.lit(False)
+
+
+def _cursor_values(last: pl.DataFrame, n_keys: int) -> list[Any]:
+    # Times and dates travel as their integer physical value: exact, and JSON-safe.
+    row = last.select(pl.col(_KEY.format(i)).to_physical() for i in range(n_keys)).row(0)
+    return list(row)
+
+
+def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
+    """Add `spans`: each trace's span_data rows (structs without trace_id) by start_time."""
+    dtype = pl.List(pl.Struct({k: v for k, v in spans.collect_schema().items() if k != "trace_id"}))
+    if frame.is_empty():
+        return frame.with_columns(pl.Series("spans", [], dtype=dtype))
+    first_day: dt.date = frame["day"].min()  # type: ignore[assignment]
+    last_day: dt.date = frame["day"].max()  # type: ignore[assignment]
+    last_end: dt.datetime | None = frame["end_time"].max()  # type: ignore[assignment]
+    hi = max(last_day, last_end.date() if last_end else last_day)
+    grouped = (
+        spans.filter(
+            pl.col("day").is_between(first_day, hi + _ONE_DAY),
+            pl.col("trace_id").is_in(frame["trace_id"].implode()),
+        )
+        .group_by("trace_id")
+        .agg(pl.struct(pl.exclude("trace_id")).sort_by("start_time", "span_id").alias("spans"))
+        .collect()
+    )
+    joined = frame.join(grouped, on="trace_id", how="left", maintain_order="left")
+    return joined.with_columns(pl.col("spans").fill_null(pl.lit([], dtype=dtype)))
+
+
+def search_traces(
+    filter_string: str | None = None,
+    *,
+    order_by: Sequence[str] | None = None,
+    max_results: int = 100,
+    page_token: str | None = None,
+    start_time: TimeArg = None,
+    end_time: TimeArg = None,
+    include_spans: bool = False,
+    warehouse: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> TracePage:
+    """One page of traces (trace_info rows) matching `filter_string`, newest first by default.
+
+    `order_by` items are `"<field> [ASC|DESC]"` with filter field names; trace_id breaks ties.
+    `start_time` / `end_time` (datetime, epoch ms or ISO string) bound request_time as
+    [start, end). Pass the returned `next_page_token` back, with the same filter, order and
+    time range, for the next page. `include_spans` adds a `spans` list-of-structs column.
+    """
+    if max_results < 1:
+        raise FilterError(f"max_results must be at least 1, not {max_results}")
+    warehouse, options = warehouse_location(warehouse, storage_options)
+    query = _build_query(filter_string, order_by, start_time, end_time)
+    cursor = _decode_token(page_token, query) if page_token else None
+    trace_version, traces = open_table("trace_info", warehouse, options, cursor.trace_version if cursor else None)
+    span_version, spans = None, None
+    if query.compiled.span_predicates or include_spans:
+        pinned = cursor.span_version if cursor else None
+        span_version, spans = open_table("span_data", warehouse, options, pinned)
+
+    lf = _filtered(query, traces, spans).with_columns(e.alias(_KEY.format(i)) for i, (e, _) in enumerate(query.keys))
+    if cursor is not None:
+        lf = lf.filter(_after(lf.collect_schema(), query, cursor.after))
+    key_names = [_KEY.format(i) for i in range(len(query.keys))]
+    page = (
+        lf.sort(key_names, descending=[d for _, d in query.keys], nulls_last=True)
+        .head(max_results + 1)  # one extra row says whether another page exists
+        .select(*TRACE_INFO.column_names, *key_names)
+        .collect()
+    )
+    token = None
+    if page.height > max_results:
+        page = page.head(max_results)
+        token = _encode_token(query, trace_version, span_version, _cursor_values(page.tail(1), len(key_names)))
+    frame = page.select(TRACE_INFO.column_names)
+    if include_spans:
+        assert spans is not None
+        frame = _attach_spans(frame, spans)
+    return TracePage(frame, token)
+
+
+def count_traces(
+    filter_string: str | None = None,
+    *,
+    start_time: TimeArg = None,
+    end_time: TimeArg = None,
+    warehouse: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> int:
+    """How many traces match (same filter and time range as `search_traces`), at the latest version."""
+    warehouse, options = warehouse_location(warehouse, storage_options)
+    query = _build_query(filter_string, None, start_time, end_time)
+    _, traces = open_table("trace_info", warehouse, options)
+    spans = open_table("span_data", warehouse, options)[1] if query.compiled.span_predicates else None
+    return int(_filtered(query, traces, spans).select(pl.len()).collect().item())

@@ -1,0 +1,469 @@
+"""search_traces / count_traces / get_trace over real Delta tables written under tmp_path:
+paging (also with a concurrent writer between pages), span filters, include_spans, trace
+trees, and a hypothesis property test against a plain-Python oracle.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+from deltalake import DeltaTable, write_deltalake
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from spanlake.errors import FilterError, SpanlakeError, TableError
+from spanlake.query import TracePage, count_traces, get_trace, search_traces
+from spanlake.query.traces import TraceNotFoundError
+from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
+
+BASE = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+UTC = dt.timezone.utc
+
+# --- a seeded generator of random traces ------------------------------------------------
+
+
+def _hex(rnd: random.Random, n: int) -> str:
+    return "".join(rnd.choice("0123456789abcdef") for _ in range(n))
+
+
+def make_span(
+    rnd: random.Random, trace_id: str, parent: str | None, start: dt.datetime, **over: Any
+) -> dict[str, Any]:
+    duration = rnd.randint(1, 5_000_000)
+    kind = rnd.choice(["LLM", "TOOL", "RETRIEVER", "CHAIN"])
+    tokens = rnd.randint(1, 3000) if kind == "LLM" else None
+    row: dict[str, Any] = {c: None for c in SPAN_DATA.column_names}
+    row.update(
+        trace_id=trace_id, span_id=_hex(rnd, 16), parent_span_id=parent,
+        name=rnd.choice(["agent", "llm.call", "retrieve", "tool:search"]), span_kind="INTERNAL",
+        span_type=kind, start_time=start, end_time=start + dt.timedelta(microseconds=duration),
+        duration_ms=duration / 1000, status_code=rnd.choice(["OK", "OK", "ERROR", "UNSET"]),
+        model="gpt-4o" if kind == "LLM" else None, total_tokens=tokens,
+        inputs=rnd.choice(["What is Delta?", "weather in Paris", None]), outputs=rnd.choice(["Sunny", "A table format", None]),
+        attributes=json.dumps({"gen_ai.usage.input_tokens": tokens, "gen_ai.system": rnd.choice(["openai", "anthropic"]),
+                               "retries": rnd.randint(0, 3)}),
+        resource_attributes="{}", topic="otlp_spans", partition=0, offset=rnd.randint(0, 10**6),
+        ingested_at=BASE, day=start.date(),
+    )  # fmt: skip
+    row.update(over)
+    return row
+
+
+def make_trace(
+    rnd: random.Random, start: dt.datetime, n_spans: int | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A trace_info row and its span_data rows: a root plus children (some start a day later)."""
+    trace_id = _hex(rnd, 32)
+    root = make_span(rnd, trace_id, None, start, span_type="AGENT", name="agent")
+    spans = [root]
+    for _ in range(n_spans if n_spans is not None else rnd.randint(0, 4)):
+        parent = rnd.choice(spans)["span_id"]
+        offset = dt.timedelta(hours=rnd.choice([0, 0, 0, 20]), microseconds=rnd.randint(0, 10**7))
+        spans.append(make_span(rnd, trace_id, parent, start + offset))
+    end = max(s["end_time"] for s in spans)
+    tokens = [s["total_tokens"] for s in spans if s["total_tokens"] is not None]
+    info: dict[str, Any] = dict(
+        trace_id=trace_id, request_time=start, end_time=end, duration_ms=(end - start) / dt.timedelta(milliseconds=1),
+        state=rnd.choice(["OK", "OK", "ERROR", "IN_PROGRESS"]), root_span_id=root["span_id"], root_span_name="agent",
+        service_name=rnd.choice(["checkout", "search", "chat", None]), environment=rnd.choice(["prod", "staging", None]),
+        user_id=rnd.choice(["u1", "u2", None]), session_id=None, span_count=len(spans),
+        error_count=sum(s["status_code"] == "ERROR" for s in spans),
+        llm_call_count=sum(s["span_type"] == "LLM" for s in spans),
+        input_tokens=None, output_tokens=None, total_tokens=sum(tokens) if tokens else None,
+        models=["gpt-4o"] if tokens else [], request_preview=rnd.choice(["Hello World", "what is DELTA lake?", None]),
+        response_preview=rnd.choice(["Delta Lake is a table format", "hi", None]),
+        tags=rnd.choice([{"env": "prod", "mlflow.user": "alice"}, {"env": "dev"}, {}, None]),
+        metadata={"mlflow.trace.user": rnd.choice(["u1", "u2"])}, ingested_at=BASE, day=start.date(),
+    )  # fmt: skip
+    return info, spans
+
+
+def random_traces(seed: int, n: int, *, days: int = 3, ties: bool = True) -> tuple[list[dict], list[dict]]:
+    rnd = random.Random(seed)
+    infos, spans = [], []
+    for _ in range(n):
+        if ties and infos and rnd.random() < 0.15:  # equal request_times exercise the tie-breaker
+            start = rnd.choice(infos)["request_time"]
+        else:
+            start = BASE + dt.timedelta(microseconds=rnd.randint(0, days * 86_400 * 10**6))
+        info, trace_spans = make_trace(rnd, start)
+        infos.append(info)
+        spans += trace_spans
+    return infos, spans
+
+
+def _arrow(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    cols = {f.name: [r[f.name] for r in rows] for f in schema}
+    for name in ("tags", "metadata"):  # Arrow maps take lists of (key, value) pairs
+        if name in cols:
+            cols[name] = [None if m is None else list(m.items()) for m in cols[name]]
+    return pa.Table.from_pydict(cols, schema=schema)
+
+
+def write(warehouse: Path, table: str, rows: list[dict[str, Any]], mode: str = "append") -> None:
+    schema = (TRACE_INFO if table == "trace_info" else SPAN_DATA).schema
+    write_deltalake(str(warehouse / table), _arrow(rows, schema), partition_by=["day"], mode=mode)  # type: ignore[arg-type]
+
+
+def merge_trace_rows(warehouse: Path, rows: list[dict[str, Any]]) -> None:
+    """Upsert trace_info rows by trace_id, the way ingest's MERGE rewrites a trace in place."""
+    table = DeltaTable(str(warehouse / "trace_info"))
+    (
+        table.merge(
+            _arrow(rows, TRACE_INFO.schema), predicate="t.trace_id = s.trace_id", source_alias="s", target_alias="t"
+        )
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute()
+    )
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], list[dict]]:
+    warehouse = tmp_path_factory.mktemp("lake")
+    infos, spans = random_traces(7, 120)
+    write(warehouse, "trace_info", infos[:60])  # two commits: several files per partition
+    write(warehouse, "trace_info", infos[60:])
+    write(warehouse, "span_data", spans)
+    return warehouse, infos, spans
+
+
+def all_pages(
+    warehouse: Path, page_size: int, between: Callable[[int], None] | None = None, **kw: Any
+) -> list[pl.DataFrame]:
+    pages, token = [], None
+    while True:
+        page = search_traces(max_results=page_size, page_token=token, warehouse=str(warehouse), **kw)
+        pages.append(page.frame)
+        token = page.next_page_token
+        if token is None:
+            return pages
+        if between:
+            between(len(pages))
+
+
+# --- paging -----------------------------------------------------------------------------
+
+
+def _sorted_ids(infos: list[dict], keys: list[tuple[str, bool]]) -> list[str]:
+    """The oracle order: Python sorts, one stable pass per key (last first), nulls last."""
+    rows = sorted(infos, key=lambda r: r["trace_id"])
+    for name, descending in reversed(keys):
+        present = [r for r in rows if r[name] is not None]
+        present.sort(key=lambda r: r[name], reverse=descending)
+        rows = present + [r for r in rows if r[name] is None]
+    return [r["trace_id"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("order_by", "keys"),
+    [
+        (None, [("request_time", True)]),
+        (["timestamp_ms ASC"], [("request_time", False)]),
+        (["total_tokens DESC", "service_name"], [("total_tokens", True), ("service_name", False)]),
+        (["trace.status", "execution_time_ms DESC"], [("state", False), ("duration_ms", True)]),
+    ],
+)
+def test_pages_concatenate_to_the_full_sorted_result(lake, order_by, keys) -> None:
+    warehouse, infos, _ = lake
+    pages = all_pages(warehouse, 7, order_by=order_by)
+    assert all(p.height == 7 for p in pages[:-1]) and 1 <= pages[-1].height <= 7
+    walked = pl.concat(pages)
+    assert walked["trace_id"].to_list() == _sorted_ids(infos, keys)
+    full = search_traces(order_by=order_by, max_results=1000, warehouse=str(warehouse))
+    assert full.next_page_token is None and walked.equals(full.frame)
+
+
+def test_paging_with_a_filter_and_time_range(lake) -> None:
+    warehouse, infos, spans = lake
+    start, end = BASE + dt.timedelta(hours=20), dt.datetime(2024, 5, 3)  # naive = UTC
+    kw: dict[str, Any] = dict(start_time=start, end_time=int(end.replace(tzinfo=UTC).timestamp() * 1000))
+    llm = {s["trace_id"] for s in spans if s["span_type"] == "LLM"}
+    expected = [r for r in infos if start <= r["request_time"] < end.replace(tzinfo=UTC) and r["trace_id"] in llm]
+    walked = pl.concat(all_pages(warehouse, 4, filter_string="span.type = 'LLM'", **kw))
+    assert walked["trace_id"].to_list() == _sorted_ids(expected, [("request_time", True)])
+    assert count_traces("span.type = 'LLM'", warehouse=str(warehouse), **kw) == len(expected)
+
+
+def test_paging_is_stable_while_a_writer_appends_and_merges(tmp_path: Path) -> None:
+    infos, spans = random_traces(11, 40)
+    write(tmp_path, "trace_info", infos)
+    write(tmp_path, "span_data", spans)
+    snapshot = _sorted_ids(infos, [("request_time", True)])
+    rnd = random.Random(5)
+
+    def concurrent_ingest(page_number: int) -> None:
+        # New traces land at the front, middle and back of the order ...
+        new = [make_trace(rnd, BASE + dt.timedelta(hours=rnd.randint(-5, 80)))[0] for _ in range(5)]
+        write(tmp_path, "trace_info", new)
+        # ... and late spans MERGE old rows in place, moving them across page boundaries.
+        moved = []
+        for r in rnd.sample(infos, 5):
+            earlier = r["request_time"] - dt.timedelta(hours=30)
+            moved.append(dict(r, request_time=earlier, day=earlier.date(), state="ERROR"))
+        merge_trace_rows(tmp_path, moved)
+
+    pages = all_pages(tmp_path, 6, between=concurrent_ingest, filter_string="span_count >= 1")
+    walked = pl.concat(pages)["trace_id"].to_list()
+    assert walked == snapshot  # the first page's version, no duplicates, no gaps
+    assert len(set(walked)) == len(walked) == 40
+    assert count_traces(warehouse=str(tmp_path)) == 40 + 5 * (len(pages) - 1)  # new searches see the writes
+
+
+def test_page_token_round_trip_and_errors(lake) -> None:
+    warehouse = str(lake[0])
+    page = search_traces("state = 'OK'", max_results=3, warehouse=warehouse)
+    token = page.next_page_token
+    assert token is not None and "=" not in token
+    payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    assert payload["v"] == 1 and payload["t"] == 1 and payload["s"] is None
+    assert payload["k"][-1] == page["trace_id"][-1]  # keyset cursor: last sort key + trace_id
+    for bad in ("not a token!", "e30", base64.urlsafe_b64encode(b'{"v": 1, "k": 3}').decode(), token[:-6]):
+        with pytest.raises(FilterError, match="invalid page token"):
+            search_traces("state = 'OK'", max_results=3, page_token=bad, warehouse=warehouse)
+    with pytest.raises(FilterError, match="page token belongs to a different search"):
+        search_traces("state = 'ERROR'", max_results=3, page_token=token, warehouse=warehouse)
+    with pytest.raises(FilterError, match="max_results must be at least 1"):
+        search_traces(max_results=0, warehouse=warehouse)
+
+
+def test_trace_page_delegates_to_its_frame(lake) -> None:
+    page = search_traces(max_results=5, warehouse=str(lake[0]))
+    assert isinstance(page, TracePage) and isinstance(page.frame, pl.DataFrame)
+    assert len(page) == page.height == 5 and page["trace_id"].len() == 5
+    assert page.columns == TRACE_INFO.column_names and page.to_dicts()[0]["trace_id"] == page.frame["trace_id"][0]
+
+
+def test_include_spans_adds_each_traces_span_rows(lake) -> None:
+    warehouse, infos, spans = lake
+    page = search_traces(max_results=25, include_spans=True, warehouse=str(warehouse))
+    for trace_id, trace_spans in page.select("trace_id", "spans").iter_rows():
+        mine = [s for s in spans if s["trace_id"] == trace_id]
+        expected = sorted(mine, key=lambda s: (s["start_time"], s["span_id"]))
+        assert [s["span_id"] for s in trace_spans] == [s["span_id"] for s in expected]
+    empty = search_traces("state = 'nope'", include_spans=True, warehouse=str(warehouse))
+    assert empty.height == 0 and empty.frame.schema["spans"] == page.frame.schema["spans"]
+
+
+def test_missing_table_is_a_table_error(tmp_path: Path) -> None:
+    with pytest.raises(TableError, match="table 'trace_info' does not exist"):
+        search_traces(warehouse=str(tmp_path))
+
+
+def test_time_and_day_bounds_reach_the_scan(lake) -> None:
+    from spanlake.query.search import _build_query, _filtered, open_table
+
+    query = _build_query("timestamp_ms >= '2024-05-02T06:00:00Z' AND span.type = 'LLM'", None, None, "2024-05-03")
+    _, traces = open_table("trace_info", str(lake[0]), {})
+    _, spans = open_table("span_data", str(lake[0]), {})
+    plan = _filtered(query, traces, spans).explain()
+    assert plan.count('(col("day") >= 2024-05-02)') == 2  # both scans pruned by partition
+    assert '(col("day") <= 2024-05-02)' in plan and '(col("day") <= 2024-05-03)' in plan  # spans: one day later
+
+
+# --- get_trace --------------------------------------------------------------------------
+
+
+def test_get_trace_orders_spans_from_two_appends(tmp_path: Path) -> None:
+    rnd = random.Random(3)
+    start = dt.datetime(2024, 5, 1, 23, 0, tzinfo=UTC)
+    info, _ = make_trace(rnd, start, n_spans=0)
+    tid = info["trace_id"]
+
+    def span(span_id: str, parent: str | None, name: str, minutes: int, **kw: Any) -> dict[str, Any]:
+        return make_span(rnd, tid, parent, start + dt.timedelta(minutes=minutes), span_id=span_id, name=name, **kw)
+
+    first = [span("r", None, "root", 0, span_type="AGENT", total_tokens=None, duration_ms=5000.0, status_code="OK"),
+             span("b", "r", "second", 2, span_type="TOOL", total_tokens=None, duration_ms=1.5, status_code="OK")]
+    later = [span("a", "r", "first", 1, span_type="LLM", total_tokens=1234, duration_ms=800.25, status_code="ERROR"),
+             span("a1", "a", "nested", 90, span_type="TOOL", total_tokens=None, duration_ms=2.0, status_code="OK"),  # next day
+             span("o", "gone", "orphan", 3, span_type="CHAIN", total_tokens=None, duration_ms=3.0, status_code="UNSET")]  # fmt: skip
+    info.update(span_count=5, total_tokens=1234, state="ERROR", duration_ms=5400000.0,
+                end_time=start + dt.timedelta(minutes=90))  # fmt: skip
+    write(tmp_path, "trace_info", [info])
+    write(tmp_path, "span_data", first)
+    write(tmp_path, "span_data", later)  # the rest of the trace arrives in a second commit
+    write(tmp_path, "span_data", [make_span(rnd, "f" * 32, None, start, name="other")])
+
+    trace = get_trace(tid, warehouse=str(tmp_path))
+    assert [(s["span_id"], s["depth"], s["orphan"]) for s in trace.spans] == [
+        ("r", 0, False), ("a", 1, False), ("a1", 2, False), ("b", 1, False), ("o", 0, True),
+    ]
+    assert trace.tree() == "\n".join([
+        f"trace {tid}  ERROR  2024-05-01T23:00:00.000+00:00  5,400,000.0 ms  5 spans  1,234 tokens",
+        "root [AGENT] 5,000.0 ms OK",
+        "├─ first [LLM] 800.2 ms ERROR  1,234 tokens",
+        "│  └─ nested [TOOL] 2.0 ms OK",
+        "└─ second [TOOL] 1.5 ms OK",
+        "orphan [CHAIN] 3.0 ms UNSET  (orphan: parent gone not found)",
+    ])  # fmt: skip
+    assert trace.spans_frame().height == 5 and trace.to_dict()["info"]["trace_id"] == tid
+
+
+def test_get_trace_unknown_id(lake) -> None:
+    with pytest.raises(TraceNotFoundError, match="no trace with id '0000' in ") as err:
+        get_trace("0000", warehouse=str(lake[0]))
+    assert isinstance(err.value, SpanlakeError)
+
+
+def test_order_spans_survives_parent_cycles() -> None:
+    from spanlake.query.traces import order_spans
+
+    t = BASE
+    spans = [dict(span_id="x", parent_span_id="y", start_time=t), dict(span_id="y", parent_span_id="x", start_time=t)]
+    assert [(s["span_id"], s["depth"]) for s in order_spans(spans)] == [("x", 0), ("y", 1)]
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def test_cli_search_and_get(lake) -> None:
+    from spanlake.cli import cli
+
+    warehouse, infos, _ = lake
+    runner = CliRunner()
+    for args in (["traces", "--help"], ["traces", "search", "--help"], ["traces", "get", "--help"]):
+        assert runner.invoke(cli, args).exit_code == 0
+    where = ["--warehouse", str(warehouse)]
+    out = runner.invoke(cli, ["traces", "search", "state = 'OK'", "--limit", "3", "--format", "json", *where])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert len(doc["traces"]) == 3 and doc["next_page_token"]
+    again = runner.invoke(cli, ["traces", "search", "state = 'OK'", "--limit", "3", "--format", "csv",
+                                "--page-token", doc["next_page_token"], "--warehouse", str(warehouse)])  # fmt: skip
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith("trace_id,request_time") and len(lines) == 4
+    assert "more traces: --page-token" in again.stderr
+    table = runner.invoke(cli, ["traces", "search", "--order-by", "total_tokens DESC", "--warehouse", str(warehouse)])
+    assert table.exit_code == 0 and "root_span_name" in table.stdout
+    tid = doc["traces"][0]["trace_id"]
+    tree = runner.invoke(cli, ["traces", "get", tid, "--warehouse", str(warehouse)])
+    assert tree.exit_code == 0 and tree.stdout.startswith(f"trace {tid}")
+    as_json = runner.invoke(cli, ["traces", "get", tid, "--format", "json", "--warehouse", str(warehouse)])
+    assert json.loads(as_json.stdout)["info"]["trace_id"] == tid
+
+
+def test_cli_errors_are_one_line(lake) -> None:
+    from spanlake.cli import cli
+
+    result = CliRunner().invoke(cli, ["traces", "search", "state foo", "--warehouse", str(lake[0])])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("spanlake: error: expected a comparator (=, !=, <")
+    assert "at position 6, found 'foo'" in result.stderr
+
+
+# --- property: random filters against a plain-Python oracle -----------------------------
+
+
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    return False if a is False or b is False else None if a is None or b is None else True
+
+
+def _or(a: bool | None, b: bool | None) -> bool | None:
+    return True if a is True or b is True else None if a is None or b is None else False
+
+
+def _cmp(value: Any, test: Callable[[Any], bool]) -> bool | None:
+    return None if value is None else test(value)
+
+
+CUT = BASE + dt.timedelta(days=1, hours=12)
+CUT_MS = int(CUT.timestamp() * 1000)
+Row, Spans = dict, list
+CLAUSES: list[tuple[str, Callable[[Row, Spans], bool | None]]] = [
+    ("state = 'OK'", lambda r, s: r["state"] == "OK"),
+    ("trace.status IN ('ERROR', 'IN_PROGRESS')", lambda r, s: r["state"] in ("ERROR", "IN_PROGRESS")),
+    ("error_count > 0", lambda r, s: r["error_count"] > 0),
+    ("service_name = 'checkout'", lambda r, s: _cmp(r["service_name"], lambda v: v == "checkout")),
+    ("service_name LIKE 'ch%'", lambda r, s: _cmp(r["service_name"], lambda v: v.startswith("ch"))),
+    ("total_tokens >= 2000", lambda r, s: _cmp(r["total_tokens"], lambda v: v >= 2000)),
+    ("user_id IS NULL", lambda r, s: r["user_id"] is None),
+    ("tags.env = 'prod'", lambda r, s: _cmp((r["tags"] or {}).get("env"), lambda v: v == "prod")),
+    ("metadata.`mlflow.trace.user` != 'u1'", lambda r, s: r["metadata"]["mlflow.trace.user"] != "u1"),
+    ("models = 'gpt-4o'", lambda r, s: "gpt-4o" in r["models"]),
+    ("trace.text ILIKE '%delta%'", lambda r, s: any("delta" in (p or "").lower() for p in (r["request_preview"], r["response_preview"]))),
+    (f"timestamp_ms > {CUT_MS}", lambda r, s: r["request_time"] >= CUT + dt.timedelta(milliseconds=1)),
+    ("request_time < '2024-05-02T06:00:00Z'", lambda r, s: r["request_time"] < dt.datetime(2024, 5, 2, 6, tzinfo=UTC)),
+    ("span.type = 'LLM'", lambda r, s: any(x["span_type"] == "LLM" for x in s)),
+    ("span.name LIKE 'tool:%'", lambda r, s: any(x["name"].startswith("tool:") for x in s)),
+    ("span.attributes.retries >= 2", lambda r, s: any(json.loads(x["attributes"])["retries"] >= 2 for x in s)),
+    ("span.status = 'ERROR'", lambda r, s: any(x["status_code"] == "ERROR" for x in s)),
+]  # fmt: skip
+
+PRECEDENCE = {"OR": 1, "AND": 2, "NOT": 3, "CLAUSE": 4}
+leaves = st.sampled_from(range(len(CLAUSES))).map(lambda i: ("CLAUSE", i))
+redundant_parens = st.sampled_from([False, False, False, True])
+trees = st.recursive(
+    leaves,
+    lambda kids: st.one_of(
+        st.tuples(st.sampled_from(["AND", "OR"]), kids, kids, redundant_parens),
+        st.tuples(st.just("NOT"), kids, redundant_parens),
+    ),
+    max_leaves=6,
+)
+
+
+def render(node: tuple, outer: int = 0) -> str:
+    """Filter text with only the parentheses precedence needs (plus some redundant ones)."""
+    op = node[0]
+    if op == "CLAUSE":
+        return CLAUSES[node[1]][0]
+    if op == "NOT":
+        text, extra = f"NOT {render(node[1], PRECEDENCE['NOT'])}", node[2]
+    else:
+        text, extra = f"{render(node[1], PRECEDENCE[op])} {op} {render(node[2], PRECEDENCE[op] + 1)}", node[3]
+    return f"({text})" if extra or PRECEDENCE[op] < outer else text
+
+
+def oracle(node: tuple, row: Row, spans: Spans) -> bool | None:
+    op = node[0]
+    if op == "CLAUSE":
+        return CLAUSES[node[1]][1](row, spans)
+    if op == "NOT":
+        value = oracle(node[1], row, spans)
+        return None if value is None else not value
+    combine = _and if op == "AND" else _or
+    return combine(oracle(node[1], row, spans), oracle(node[2], row, spans))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=trees)
+@example(tree=("OR", ("AND", ("CLAUSE", 0), ("CLAUSE", 2), False), ("CLAUSE", 13), False))  # a AND b OR c
+@example(tree=("AND", ("NOT", ("CLAUSE", 7), False), ("OR", ("CLAUSE", 3), ("CLAUSE", 14), False), False))
+def test_random_filters_match_the_oracle(lake, tree: tuple) -> None:
+    warehouse, infos, spans = lake
+    by_trace: dict[str, list[dict]] = {}
+    for s in spans:
+        by_trace.setdefault(s["trace_id"], []).append(s)
+    text = render(tree)
+    expected = {r["trace_id"] for r in infos if oracle(tree, r, by_trace.get(r["trace_id"], [])) is True}
+    got = search_traces(text, max_results=1000, warehouse=str(warehouse))
+    assert set(got["trace_id"].to_list()) == expected, text
+
+
+def test_order_by_map_keys_and_bad_order_keys(lake) -> None:
+    warehouse, infos, _ = lake
+    page = search_traces(order_by=["tags.env DESC"], max_results=1000, warehouse=str(warehouse))
+    envs = [(r["tags"] or {}).get("env") for r in page.to_dicts()]
+    present = [e for e in envs if e is not None]
+    assert present == sorted(present, reverse=True) and envs[len(present):] == [None] * (len(envs) - len(present))
+    for order_by, message in [
+        (["span.name"], "cannot order by 'span.name'"),
+        (["text"], "cannot order by 'text'"),
+        (["state SIDEWAYS"], "expected ASC, DESC or the end of the order key at position 6, found 'SIDEWAYS'"),
+        ("state", "order_by takes a list of keys"),
+        (["nope"], "unknown field 'nope' at position 0; valid fields: "),
+    ]:
+        with pytest.raises(FilterError, match=re.escape(message)):
+            search_traces(order_by=order_by, warehouse=str(warehouse))
