@@ -40,6 +40,21 @@ def file_encoding(path: Path) -> Encoding:
         raise SpanlakeError(f"{path}: unknown extension {path.suffix!r}; expected .pb (OTLP protobuf) or .json (OTLP JSON)") from None
 
 
+def read_otlp_file(path: Path) -> tuple[bytes, Encoding, bytes | None, int]:
+    """A file's bytes, encoding, key (its first trace id) and span count; a bad file fails
+    here, naming the file, instead of later as a dead letter."""
+    encoding = file_encoding(path)
+    try:
+        value = path.read_bytes()
+    except OSError as exc:
+        raise SpanlakeError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        spans, rejects = decode(value, encoding)
+    except SpanlakeError as exc:
+        raise SpanlakeError(f"{path}: {exc}") from exc
+    return value, encoding, spans[0].trace_id.encode() if spans else None, len(spans) + len(rejects)
+
+
 def produce_files(
     paths: Iterable[Path],
     *,
@@ -47,27 +62,18 @@ def produce_files(
     topic: str,
     on_sent: Callable[[Path, int], None] | None = None,
 ) -> int:
-    """Send each file as one message, unchanged, keyed by its first trace id. Each file is
-    decoded first so that a bad file fails here, naming the file, instead of in ingest."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", max_request_size=16 * 1024 * 1024)
-    sent = 0
+    """Send each file as one message, unchanged, keyed by its first trace id."""
+    files = [(path, *read_otlp_file(path)) for path in paths]  # all checked before anything is sent
     try:
-        for path in paths:
-            encoding = file_encoding(path)
-            try:
-                value = path.read_bytes()
-            except OSError as exc:
-                raise SpanlakeError(f"{path}: cannot read: {exc.strerror}") from exc
-            try:
-                spans, rejects = decode(value, encoding)
-            except SpanlakeError as exc:
-                raise SpanlakeError(f"{path}: {exc}") from exc
-            key = spans[0].trace_id.encode() if spans else None
+        producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", max_request_size=16 * 1024 * 1024)
+    except KafkaError as exc:
+        raise SpanlakeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+    try:
+        for path, value, encoding, key, count in files:
             producer.send(topic, key=key, value=value, headers=[("content-type", CONTENT_TYPE[encoding])]).get(timeout=30)
-            sent += 1
             if on_sent:
-                on_sent(path, len(spans) + len(rejects))
+                on_sent(path, count)
         producer.flush()
     finally:
         producer.close()
-    return sent
+    return len(files)
