@@ -30,24 +30,45 @@ def _json(value: Any) -> str:
         return json.dumps(value, default=str)
 
 
+# Per-span facts trace_info needs that span_data does not store as columns.
+EXTRA_SCHEMA = pa.schema(
+    [("is_error", pa.bool_()), ("user_id", pa.string()), ("session_id", pa.string()), ("environment", pa.string())]
+)
+_CANONICAL = (
+    "model", "provider", "input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
+    "cache_creation_input_tokens", "reasoning_output_tokens", "provided_cost_usd", "inputs", "outputs",
+)  # fmt: skip
+
+
 @dataclass
 class SpanRows:
     """Column lists for span_data plus the per-span facts trace_info needs."""
 
-    cols: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in SPAN_DATA.column_names})
-    is_error: list[bool] = field(default_factory=list)
-    user_id: list[str | None] = field(default_factory=list)
-    session_id: list[str | None] = field(default_factory=list)
-    environment: list[str | None] = field(default_factory=list)
-    # trace_id -> (tags, metadata) of its root span, or of its first span until the root arrives
+    cols: dict[str, list[Any]] = field(
+        default_factory=lambda: {c: [] for c in SPAN_DATA.column_names + EXTRA_SCHEMA.names}
+    )
+    # trace_id -> (tags, metadata, from_root) of its root span, or of its first span until then
     trace_maps: dict[str, tuple[dict[str, str], dict[str, str], bool]] = field(default_factory=dict)
+    # id(resource dict) -> (JSON, service.name, environment, string attributes); the spans of one
+    # ResourceSpans share one dict, so this is computed once per resource, not once per span
+    _resources: dict[int, tuple[str, str | None, str | None, dict[str, str]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.is_error)
+        return len(self.cols["span_id"])
+
+    def _resource(self, resource: dict[str, Any]) -> tuple[str, str | None, str | None, dict[str, str]]:
+        cached = self._resources.get(id(resource))
+        if cached is None:
+            env = next((resource[k] for k in Common.ENVIRONMENT if k in resource), None)
+            strings = {k: v for k, v in resource.items() if isinstance(v, str)}
+            cached = (_json(resource), _str_or_none(resource.get(Common.SERVICE_NAME)), _str_or_none(env), strings)
+            self._resources[id(resource)] = cached
+        return cached
 
     def add(self, span: Span, topic: str, partition: int, offset: int) -> None:
         attrs = span.attributes
         canon = normalise(attrs, span.status_code, tuple(e["name"] for e in span.events), span_name=span.name)
+        resource_json, service, resource_env, resource_strings = self._resource(span.resource)
         c = self.cols
         c["trace_id"].append(span.trace_id)
         c["span_id"].append(span.span_id)
@@ -60,70 +81,68 @@ class SpanRows:
         c["duration_ms"].append((span.end_ns - span.start_ns) / 1e6)
         c["status_code"].append("ERROR" if canon.is_error else span.status_code)
         c["status_message"].append(span.status_message)
-        c["service_name"].append(_str_or_none(span.resource.get(Common.SERVICE_NAME)))
-        for name in (
-            "model", "provider", "input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
-            "cache_creation_input_tokens", "reasoning_output_tokens", "provided_cost_usd", "inputs", "outputs",
-        ):  # fmt: skip
+        c["service_name"].append(service)
+        for name in _CANONICAL:
             c[name].append(getattr(canon, name))
         c["attributes"].append(_json(attrs))
-        c["resource_attributes"].append(_json(span.resource))
+        c["resource_attributes"].append(resource_json)
         c["events"].append(_json(span.events) if span.events else None)
         c["topic"].append(topic)
         c["partition"].append(partition)
         c["offset"].append(offset)
-        self.is_error.append(canon.is_error)
-        self.user_id.append(canon.user_id)
-        self.session_id.append(canon.session_id)
-        env = canon.environment or next((span.resource[k] for k in Common.ENVIRONMENT if k in span.resource), None)
-        self.environment.append(_str_or_none(env))
+        c["is_error"].append(canon.is_error)
+        c["user_id"].append(canon.user_id)
+        c["session_id"].append(canon.session_id)
+        c["environment"].append(canon.environment or resource_env)
         is_root = span.parent_span_id is None
-        if is_root or span.trace_id not in self.trace_maps:
-            metadata = {k: v for k, v in span.resource.items() if isinstance(v, str)}
+        previous = self.trace_maps.get(span.trace_id)
+        if previous is None or (is_root and not previous[2]):
+            metadata = dict(resource_strings)
             if canon.user_id:
                 metadata[MLflow.TRACE_USER] = canon.user_id
             if canon.session_id:
                 metadata[MLflow.TRACE_SESSION] = canon.session_id
-            tags = trace_tags(attrs) if is_root else {}
-            previous = self.trace_maps.get(span.trace_id)
-            if previous is None or not previous[2]:
-                self.trace_maps[span.trace_id] = (tags, metadata, is_root)
+            self.trace_maps[span.trace_id] = (trace_tags(attrs) if is_root else {}, metadata, is_root)
 
-    def span_table(self, ingested_at: dt.datetime) -> pa.Table:
+    def table(self, ingested_at: dt.datetime) -> pa.Table:
+        """span_data's columns followed by EXTRA_SCHEMA's (see `span_data_only`)."""
         n = len(self)
         arrays = {}
         for col in SPAN_DATA.columns:
             if col.name == "ingested_at":
-                arrays[col.name] = pa.array([ingested_at] * n, col.type)
+                arrays[col.name] = pa.repeat(pa.scalar(ingested_at, col.type), n)
             elif col.name == "day":
                 arrays[col.name] = pc.cast(arrays["start_time"], pa.date32())
             else:
                 arrays[col.name] = pa.array(self.cols[col.name], col.type)
-        return pa.table(arrays, schema=SPAN_DATA.schema)
+        for f in EXTRA_SCHEMA:
+            arrays[f.name] = pa.array(self.cols[f.name], f.type)
+        return pa.table(arrays)
 
     def trace_table(self, spans: pa.Table, ingested_at: dt.datetime) -> pa.Table:
-        """One partial trace_info row per trace in this batch."""
+        """One partial trace_info row per trace in `spans` (a `table()`, possibly filtered)."""
         df = pl.from_arrow(
             spans.select(
                 ["trace_id", "span_id", "parent_span_id", "name", "span_type", "start_time", "end_time",
-                 "service_name", "model", "input_tokens", "output_tokens", "total_tokens", "inputs", "outputs"]
+                 "service_name", "model", "input_tokens", "output_tokens", "total_tokens", "inputs", "outputs",
+                 *EXTRA_SCHEMA.names]
             )
-        ).with_columns(
-            is_error=pl.Series(self.is_error, dtype=pl.Boolean),
-            user_id=pl.Series(self.user_id, dtype=pl.String),
-            session_id=pl.Series(self.session_id, dtype=pl.String),
-            environment=pl.Series(self.environment, dtype=pl.String),
         )  # fmt: skip
-        df = df.unique(subset=["trace_id", "span_id"], keep="last", maintain_order=True)
         is_root = pl.col("parent_span_id").is_null()
         is_call = pl.col("span_type").is_in(list(MODEL_CALL_TYPES))
+        # A model-call span wrapping another that reports usage (a framework's LLM span around
+        # the SDK's) describes the same call: only the innermost one's tokens count.
+        reports = pl.col("input_tokens").is_not_null() | pl.col("output_tokens").is_not_null()
+        wrapped = df.filter(is_call & reports).select("trace_id", span_id="parent_span_id").drop_nulls().unique()
+        df = df.join(wrapped.with_columns(wraps_call=pl.lit(True)), on=["trace_id", "span_id"], how="left")
+        counts_tokens = is_call & pl.col("wraps_call").is_null()
 
         def root_first(name: str) -> pl.Expr:
             col = pl.col(name)
             return col.filter(is_root).drop_nulls().first().fill_null(col.drop_nulls().first())
 
         def call_sum(name: str) -> pl.Expr:
-            col = pl.col(name).filter(is_call)
+            col = pl.col(name).filter(counts_tokens)
             return pl.when(col.is_not_null().any()).then(col.sum()).otherwise(None)
 
         has_root = is_root.any()
@@ -170,3 +189,7 @@ class SpanRows:
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else (None if value is None else str(value))
+
+
+def span_data_only(table: pa.Table) -> pa.Table:
+    return table.select(SPAN_DATA.column_names).cast(SPAN_DATA.schema)

@@ -162,7 +162,7 @@ class SpanIngestor:
         while self.buffer:
             batch = self.take_batch()
             try:
-                result = self.sink.commit(batch)
+                result = self.sink.commit(batch, lag=self.lag())
             except CommitConflict as exc:
                 logger.warning("%s; re-reading from what Delta holds", exc)
                 self.stats.resets += 1
@@ -203,6 +203,16 @@ class SpanIngestor:
             self.consumer.commit({tp: OffsetAndMetadata(o + 1, "", -1) for tp, o in last.items()})
         except KafkaError as exc:  # harmless: Delta holds the offsets that matter
             logger.warning("Kafka offset commit failed (Delta already holds the batch): %s", exc)
+
+    def lag(self) -> int | None:
+        """Messages behind the high watermarks, from the last fetch (no broker round trip)."""
+        total = 0
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                return None
+            total += max(0, high - self.consumer.position(tp))
+        return total + sum(1 for _ in self.buffer)
 
     def is_caught_up(self) -> bool:
         assigned = self.consumer.assignment()

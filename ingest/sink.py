@@ -17,26 +17,30 @@ import datetime as dt
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from deltalake import DeltaTable, write_deltalake
+import polars as pl
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from kafka.consumer.fetcher import ConsumerRecord
 
 from spanlake.errors import CommitConflict, DecodeError
 from spanlake.ingest.dead_letters import DeadLetters
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
-from spanlake.ingest.rows import SpanRows
+from spanlake.ingest.batch_log import batch_log_row
+from spanlake.ingest.rows import SpanRows, span_data_only
 from spanlake.ingest.trace_rollup import merge_traces
 from spanlake.tables.delta import NO_CHECKPOINT, WRITER_PROPERTIES, offset_commit, open_or_create, stored_offset
-from spanlake.tables.schemas import INGEST_ERRORS, SPAN_DATA, TRACE_INFO, TableSpec
+from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TABLES, TRACE_INFO, TableSpec
 
 logger = logging.getLogger(__name__)
 
-SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, INGEST_ERRORS)
+SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, INGEST_ERRORS, INGEST_BATCHES)
 # Deliberate crash points, for the fault tests only (Settings.crash_at).
-CRASH_POINTS = ("after_span_data", "after_trace_info", "after_delta_commit")
+CRASH_POINTS = ("after_span_data", "after_trace_info", "after_ingest_errors", "after_delta_commit")
 
 
 @dataclass
@@ -52,6 +56,7 @@ class BatchResult:
     messages: int
     spans: int
     dead_letters: int
+    duplicates: int = 0
 
 
 class DeltaSink:
@@ -123,8 +128,9 @@ class DeltaSink:
                 out.append(Decoded(r, [], [], str(exc)))
         return out
 
-    def commit(self, decoded: list[Decoded]) -> BatchResult:
+    def commit(self, decoded: list[Decoded], *, lag: int | None = None) -> BatchResult:
         """Write the batch to every table (each skipping what it already holds)."""
+        started = time.monotonic()
         last_offsets: dict[int, int] = {}
         for r in (d.record for d in decoded):
             last_offsets[r.partition] = max(r.offset, last_offsets.get(r.partition, -1))
@@ -132,42 +138,81 @@ class DeltaSink:
         txn = offset_commit(self.group, self.topic, last_offsets)
         result = BatchResult(messages=len(decoded), spans=0, dead_letters=0)
         try:
-            self._check_offsets(SPAN_DATA.name, last_offsets)
             span_fresh = self._fresh(SPAN_DATA.name, decoded)
+            self._check_offsets(SPAN_DATA.name, last_offsets)
             rows = self._span_rows(span_fresh)
-            spans = rows.span_table(now)
-            write_deltalake(
-                self.tables[SPAN_DATA.name], spans, mode="append", partition_by=["day"],
-                commit_properties=txn, writer_properties=WRITER_PROPERTIES, post_commithook_properties=NO_CHECKPOINT,
-            )  # fmt: skip
-            result.spans = len(rows)
+            spans, result.duplicates = self._without_stored(rows.table(now))
+            self._append(SPAN_DATA.name, span_data_only(spans), txn)
+            result.spans = spans.num_rows
             self._committed(SPAN_DATA.name, last_offsets, "after_span_data")
 
-            self._check_offsets(TRACE_INFO.name, last_offsets)
             trace_fresh = self._fresh(TRACE_INFO.name, decoded)
+            self._check_offsets(TRACE_INFO.name, last_offsets)
             if not _same(trace_fresh, span_fresh):  # only after a crash between the two commits
                 rows = self._span_rows(trace_fresh)
-                spans = rows.span_table(now)
-            table = self.tables[TRACE_INFO.name]
-            if len(rows):
-                merge_traces(table, rows.trace_table(spans, now), txn)
+                spans, _ = self._without_stored(rows.table(now))
+            if spans.num_rows:
+                merge_traces(self.tables[TRACE_INFO.name], rows.trace_table(spans, now), txn)
             else:  # no spans: still record the offsets, so a restart does not re-read them
-                write_deltalake(table, TRACE_INFO.schema.empty_table(), mode="append", commit_properties=txn)
+                self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)
             self._committed(TRACE_INFO.name, last_offsets, "after_trace_info")
 
             self._check_offsets(INGEST_ERRORS.name, last_offsets)
             letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
-            write_deltalake(
-                self.tables[INGEST_ERRORS.name], letters.table(now), mode="append", partition_by=["day"],
-                commit_properties=txn, writer_properties=WRITER_PROPERTIES, post_commithook_properties=NO_CHECKPOINT,
-            )  # fmt: skip
+            self._append(INGEST_ERRORS.name, letters.table(now), txn)
             result.dead_letters = len(letters)
-            self._committed(INGEST_ERRORS.name, last_offsets, "after_delta_commit")
+            self._committed(INGEST_ERRORS.name, last_offsets, "after_ingest_errors")
+
+            self._check_offsets(INGEST_BATCHES.name, last_offsets)
+            if self._fresh(INGEST_BATCHES.name, decoded):
+                log = batch_log_row(self.group, self.topic, decoded, result, lag, time.monotonic() - started)
+                self._append(INGEST_BATCHES.name, log, txn)
+            self._committed(INGEST_BATCHES.name, last_offsets, "after_delta_commit")
         except (CommitFailedError, DeltaError) as exc:
             if isinstance(exc, CommitFailedError) or "conflict" in str(exc).lower():
                 raise CommitConflict(f"Delta commit lost a race: {exc}") from exc
             raise
         return result
+
+    def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:
+        spec = TABLES[name]
+        write_deltalake(
+            self.tables[name], data, mode="append", partition_by=list(spec.partition_by), commit_properties=txn,
+            writer_properties=WRITER_PROPERTIES, post_commithook_properties=NO_CHECKPOINT,
+        )  # fmt: skip
+
+    def _without_stored(self, spans: pa.Table) -> tuple[pa.Table, int]:
+        """Drop spans that are repeated in the batch or that span_data holds from another
+        message (a producer retry or a duplicate send): the same span is stored once.
+
+        A span's copy has its start time, so only span_data files whose start_time range
+        covers the batch's are read. Rows of the batch's own messages are not duplicates: they
+        are what a crash between two table commits left in span_data."""
+        if not spans.num_rows:
+            return spans, 0
+        frame = pl.from_arrow(spans.select(["trace_id", "span_id", "start_time", "partition", "offset"]))
+        first = frame.with_row_index("row").unique(["trace_id", "span_id"], keep="first")["row"]
+        lo, hi = frame["start_time"].min(), frame["start_time"].max()
+        stored = (
+            pl.scan_delta(self.tables[SPAN_DATA.name])
+            .filter(
+                pl.col("day").is_in(frame["start_time"].dt.date().unique().implode())
+                & pl.col("start_time").is_between(lo, hi)
+                & pl.col("trace_id").is_in(frame["trace_id"].unique().implode())
+            )
+            .select("trace_id", "span_id", pl.col("partition").alias("p"), pl.col("offset").alias("o"))
+            .collect()
+        )
+        keep = frame.with_row_index("row").filter(pl.col("row").is_in(first.implode()))
+        if stored.height:
+            copies = keep.join(stored, on=["trace_id", "span_id"]).filter(
+                (pl.col("p") != pl.col("partition")) | (pl.col("o") != pl.col("offset"))
+            )
+            keep = keep.join(copies.select("row"), on="row", how="anti")
+        rows = keep["row"].sort()
+        if rows.len() == spans.num_rows:
+            return spans, 0
+        return spans.take(rows.to_arrow()), spans.num_rows - rows.len()
 
     def _fresh(self, name: str, decoded: list[Decoded]) -> list[Decoded]:
         expected = self.expected[name]

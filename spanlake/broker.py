@@ -207,6 +207,9 @@ def _write_config(data_dir: Path, port: int) -> Path:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",  # tests join groups often; no 3 s wait
+        # OTLP requests with large prompts exceed Kafka's 1 MB default; allow 16 MB messages.
+        "message.max.bytes": str(16 * 1024 * 1024),
+        "replica.fetch.max.bytes": str(16 * 1024 * 1024),
     }
     config = data_dir / "server.properties"
     config.write_text("".join(f"{key}={value}\n" for key, value in props.items()))

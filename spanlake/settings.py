@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, ge=6_000, description="Consumer-group session timeout: how soon a crashed ingest process's partitions move."
     )
-    crash_at: Literal["", "after_span_data", "after_trace_info", "after_delta_commit"] = Field(
+    crash_at: Literal["", "after_span_data", "after_trace_info", "after_ingest_errors", "after_delta_commit"] = Field(
         "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
     )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")

@@ -127,7 +127,28 @@ INGEST_ERRORS = TableSpec(
     ),
 )
 
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (SPAN_DATA, TRACE_INFO, INGEST_ERRORS)}
+OFFSET_RANGE = pa.struct([("partition", pa.int32()), ("first_offset", pa.int64()), ("last_offset", pa.int64())])
+
+INGEST_BATCHES = TableSpec(
+    name="ingest_batches",
+    columns=(
+        _c("batch_id", pa.string(), "Unique id of the micro-batch.", False),
+        _c("committed_at", TIMESTAMP, "When the batch's last table commit finished.", False),
+        _c("group", pa.string(), "Consumer group of the ingest process.", False),
+        _c("topic", pa.string(), "Kafka topic.", False),
+        _c("offsets", pa.list_(OFFSET_RANGE), "Per partition, the first and last offset of the batch."),
+        _c("messages", pa.int64(), "Kafka messages in the batch.", False),
+        _c("spans", pa.int64(), "Spans written to span_data.", False),
+        _c("duplicate_spans", pa.int64(), "Spans dropped because span_data already held them.", False),
+        _c("bytes", pa.int64(), "Message bytes in the batch.", False),
+        _c("dead_letters", pa.int64(), "Rows written to ingest_errors.", False),
+        _c("consumer_lag", pa.int64(), "Messages behind the partitions' high watermarks after the batch."),
+        _c("duration_ms", pa.float64(), "Time from the first table commit's start to the last one's end."),
+        _c("day", pa.date32(), "UTC date of committed_at (partition column).", False),
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (SPAN_DATA, TRACE_INFO, INGEST_ERRORS, INGEST_BATCHES)}
 
 
 def spec(name: str) -> TableSpec:

@@ -46,7 +46,7 @@ def ingest(settings: Settings) -> IngestStats:
 
 
 def send_raw(settings: Settings, values: Sequence[bytes], *, partition: int = 0, headers=None) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, max_request_size=16 * 1024 * 1024)
     for value in values:
         producer.send(settings.topic, value=value, partition=partition, headers=headers or []).get(timeout=30)
     producer.close()

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from support import TeeExporter, create_topic, ingest, ingest_subprocess, read, send_raw
 
 from spanlake.ingest.exporter import KafkaSpanExporter, encode
+from spanlake.ingest.sink import CRASH_POINTS
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings
 
@@ -139,7 +140,7 @@ def test_trace_split_across_two_ingest_runs_converges(settings: Settings) -> Non
     kafka.shutdown()
 
 
-@pytest.mark.parametrize("crash_at", ["after_span_data", "after_trace_info", "after_delta_commit"])
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
 def test_sigkill_mid_batch_then_restart_leaves_no_duplicate_and_no_gap(settings: Settings, crash_at: str) -> None:
     create_topic(settings, partitions=2)
     tee = produce_workload(settings, 120, seed=5)
