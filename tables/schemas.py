@@ -158,3 +158,13 @@ def spec(name: str) -> TableSpec:
         from spanlake.errors import TableError
 
         raise TableError(f"unknown table {name!r}; tables are: {', '.join(sorted(TABLES))}") from None
+
+
+def markdown() -> str:
+    """The README's schema section, generated from the specs (tests keep the two equal)."""
+    out = []
+    for spec in TABLES.values():
+        out += [f"### `{spec.name}`", "", "| column | type | meaning |", "|---|---|---|"]
+        out += [f"| `{c.name}` | {c.type} | {c.doc} |" for c in spec.columns]
+        out.append("")
+    return "\n".join(out)
