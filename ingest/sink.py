@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import random
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -38,6 +39,7 @@ from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TA
 
 logger = logging.getLogger(__name__)
 
+MAX_COMMIT_ATTEMPTS = 8
 SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, INGEST_ERRORS, INGEST_BATCHES)
 # Deliberate crash points, for the fault tests only (Settings.crash_at).
 CRASH_POINTS = ("after_span_data", "after_trace_info", "after_ingest_errors", "after_delta_commit")
@@ -104,17 +106,41 @@ class DeltaSink:
             for p in partitions:
                 offsets.pop(p, None)
 
-    def _check_offsets(self, name: str, last_offsets: Mapping[int, int]) -> None:
+    def _holds(self, name: str, last_offsets: Mapping[int, int]) -> bool:
+        """Refresh the table; True if it already holds this batch (a retried commit landed).
+        Raises CommitConflict when another writer moved its offsets for our partitions."""
         table = self.tables[name]
         table.update_incremental()
-        for p in last_offsets:
-            stored = stored_offset(table, self.group, self.topic, p)
-            stored = -1 if stored is None else stored
-            if stored != self.expected[name].get(p):
+        stored = {p: stored_offset(table, self.group, self.topic, p) for p in last_offsets}
+        stored = {p: -1 if o is None else o for p, o in stored.items()}
+        if stored == dict(last_offsets):
+            return True
+        for p, offset in stored.items():
+            if offset != self.expected[name].get(p):
                 raise CommitConflict(
-                    f"{name}: partition {p} offset moved to {stored} (expected {self.expected[name].get(p)}): "
+                    f"{name}: partition {p} offset moved to {offset} (expected {self.expected[name].get(p)}): "
                     "another ingest process wrote it"
                 )
+        return False
+
+    def _step(self, name: str, last_offsets: Mapping[int, int], crash_point: str, write: Callable[[], None]) -> None:
+        """One table's commit. A commit that lost a race to another writer of the same files
+        (trace_info MERGEs of other processes, maintenance) is retried on a fresh snapshot."""
+        for attempt in range(MAX_COMMIT_ATTEMPTS):
+            if self._holds(name, last_offsets):
+                break
+            try:
+                write()
+                break
+            except (CommitFailedError, DeltaError) as exc:
+                if not _is_conflict(exc) or attempt == MAX_COMMIT_ATTEMPTS - 1:
+                    raise CommitConflict(f"{name}: Delta commit lost a race {attempt + 1} times: {exc}") from exc
+                logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
+                time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+        self.expected[name].update(last_offsets)
+        if self.crash_at == crash_point:
+            logger.warning("crash_at=%s: killing this process on purpose", crash_point)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # --- the batch ----------------------------------------------------------------------
 
@@ -137,41 +163,33 @@ class DeltaSink:
         now = dt.datetime.now(dt.timezone.utc)
         txn = offset_commit(self.group, self.topic, last_offsets)
         result = BatchResult(messages=len(decoded), spans=0, dead_letters=0)
-        try:
-            span_fresh = self._fresh(SPAN_DATA.name, decoded)
-            self._check_offsets(SPAN_DATA.name, last_offsets)
-            rows = self._span_rows(span_fresh)
-            spans, result.duplicates = self._without_stored(rows.table(now))
-            self._append(SPAN_DATA.name, span_data_only(spans), txn)
-            result.spans = spans.num_rows
-            self._committed(SPAN_DATA.name, last_offsets, "after_span_data")
 
-            trace_fresh = self._fresh(TRACE_INFO.name, decoded)
-            self._check_offsets(TRACE_INFO.name, last_offsets)
-            if not _same(trace_fresh, span_fresh):  # only after a crash between the two commits
-                rows = self._span_rows(trace_fresh)
-                spans, _ = self._without_stored(rows.table(now))
-            if spans.num_rows:
-                merge_traces(self.tables[TRACE_INFO.name], rows.trace_table(spans, now), txn)
-            else:  # no spans: still record the offsets, so a restart does not re-read them
-                self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)
-            self._committed(TRACE_INFO.name, last_offsets, "after_trace_info")
+        span_fresh = self._fresh(SPAN_DATA.name, decoded)
+        rows = self._span_rows(span_fresh)
+        spans, result.duplicates = self._without_stored(rows.table(now))
+        self._step(SPAN_DATA.name, last_offsets, "after_span_data",
+                   lambda: self._append(SPAN_DATA.name, span_data_only(spans), txn))  # fmt: skip
+        result.spans = spans.num_rows
 
-            self._check_offsets(INGEST_ERRORS.name, last_offsets)
-            letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
-            self._append(INGEST_ERRORS.name, letters.table(now), txn)
-            result.dead_letters = len(letters)
-            self._committed(INGEST_ERRORS.name, last_offsets, "after_ingest_errors")
+        trace_fresh = self._fresh(TRACE_INFO.name, decoded)
+        if not _same(trace_fresh, span_fresh):  # only after a crash between the two commits
+            rows = self._span_rows(trace_fresh)
+            spans, _ = self._without_stored(rows.table(now))
+        if spans.num_rows:
+            partials = rows.trace_table(spans, now)
+            write_traces = lambda: merge_traces(self.tables[TRACE_INFO.name], partials, txn)  # noqa: E731
+        else:  # no spans: still record the offsets, so a restart does not re-read them
+            write_traces = lambda: self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)  # noqa: E731
+        self._step(TRACE_INFO.name, last_offsets, "after_trace_info", write_traces)
 
-            self._check_offsets(INGEST_BATCHES.name, last_offsets)
-            if self._fresh(INGEST_BATCHES.name, decoded):
-                log = batch_log_row(self.group, self.topic, decoded, result, lag, time.monotonic() - started)
-                self._append(INGEST_BATCHES.name, log, txn)
-            self._committed(INGEST_BATCHES.name, last_offsets, "after_delta_commit")
-        except (CommitFailedError, DeltaError) as exc:
-            if isinstance(exc, CommitFailedError) or "conflict" in str(exc).lower():
-                raise CommitConflict(f"Delta commit lost a race: {exc}") from exc
-            raise
+        letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
+        self._step(INGEST_ERRORS.name, last_offsets, "after_ingest_errors",
+                   lambda: self._append(INGEST_ERRORS.name, letters.table(now), txn))  # fmt: skip
+        result.dead_letters = len(letters)
+
+        log = batch_log_row(self.group, self.topic, decoded, result, lag, time.monotonic() - started)
+        self._step(INGEST_BATCHES.name, last_offsets, "after_delta_commit",
+                   lambda: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
 
     def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:
@@ -218,12 +236,6 @@ class DeltaSink:
         expected = self.expected[name]
         return [d for d in decoded if d.record.offset > expected.get(d.record.partition, -1)]
 
-    def _committed(self, name: str, last_offsets: Mapping[int, int], point: str) -> None:
-        self.expected[name].update(last_offsets)
-        if self.crash_at == point:
-            logger.warning("crash_at=%s: killing this process on purpose", point)
-            os.kill(os.getpid(), signal.SIGKILL)
-
     @staticmethod
     def _span_rows(decoded: list[Decoded]) -> SpanRows:
         rows = SpanRows()
@@ -248,3 +260,7 @@ class DeltaSink:
 
 def _same(a: list[Decoded], b: list[Decoded]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def _is_conflict(exc: Exception) -> bool:
+    return isinstance(exc, CommitFailedError) or any(w in str(exc).lower() for w in ("conflict", "concurrent"))

@@ -172,10 +172,10 @@ def warehouse_location(
     return warehouse, dict(storage_options or {})
 
 
-def open_table(
+def open_delta(
     name: str, warehouse: str, storage_options: Mapping[str, str], version: int | None = None
-) -> tuple[int, pl.LazyFrame]:
-    """(version read, lazy scan) of a table: the DeltaTable object pins the version for Polars."""
+) -> tuple[DeltaTable, pl.LazyFrame]:
+    """(table, lazy scan) of a table: the DeltaTable object pins the version for Polars."""
     uri = table_uri(warehouse, name)
     try:
         table = DeltaTable(uri, version=version, storage_options=dict(storage_options) or None)
@@ -188,7 +188,15 @@ def open_table(
             f"table {name!r} version {version} (pinned by the page token) is no longer readable; "
             "start the search again without a page token"
         ) from exc
-    return table.version(), pl.scan_delta(table)
+    return table, pl.scan_delta(table)
+
+
+def open_table(
+    name: str, warehouse: str, storage_options: Mapping[str, str], version: int | None = None
+) -> tuple[int, pl.LazyFrame]:
+    """(version read, lazy scan) of a table: the DeltaTable object pins the version for Polars."""
+    table, scan = open_delta(name, warehouse, storage_options, version)
+    return table.version(), scan
 
 
 def _day_filter(days: tuple[dt.date | None, dt.date | None], *, extra_days: int = 0) -> list[pl.Expr]:
@@ -197,10 +205,14 @@ def _day_filter(days: tuple[dt.date | None, dt.date | None], *, extra_days: int 
     return out + ([pl.col("day") <= pl.lit(hi + extra_days * _ONE_DAY)] if hi else [])
 
 
-def _filtered(query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None) -> pl.LazyFrame:
-    """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions."""
+def _filtered(
+    query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None, days: Days | None = None
+) -> pl.LazyFrame:
+    """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions.
+    `days` narrows the query's own day bounds (one step of a day-by-day walk)."""
+    days = query.days if days is None else days
     start, end = query.time_range
-    preds = _day_filter(query.days)
+    preds = _day_filter(days)
     preds += [pl.col("request_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start))] if start is not None else []
     preds += [pl.col("request_time") < pl.lit(_EPOCH + dt.timedelta(microseconds=end))] if end is not None else []
     lf = traces.filter(*preds) if preds else traces
@@ -209,7 +221,7 @@ def _filtered(query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None) -
         assert spans is not None
         # A trace's spans start on its day or later: the span side gets one extra day.
         matched = (
-            spans.filter(*_day_filter(query.days, extra_days=1), functools.reduce(operator.or_, span_preds))
+            spans.filter(*_day_filter(days, extra_days=1), functools.reduce(operator.or_, span_preds))
             .group_by("trace_id")
             .agg([p.any().alias(SPAN_MATCH.format(i)) for i, p in enumerate(span_preds)])
         )
@@ -263,6 +275,90 @@ def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
     return joined.with_columns(pl.col("spans").fill_null(pl.lit([], dtype=dtype)))
 
 
+def _walk_direction(query: _Query) -> bool | None:
+    """Whether the order walks time backwards (True) or forwards (False), when its first key is
+    request_time or day, else None. Partition `day` is date(request_time), so every row of a
+    later day sorts after (or before) every row of an earlier one: a search can read a few days
+    at a time, newest first, and stop once it holds a page."""
+    expr, descending = query.keys[0]
+    if expr.meta.is_column() and expr.meta.output_name() in ("request_time", "day"):
+        return descending
+    return None
+
+
+def _walk_windows(query: _Query, table: DeltaTable, cursor: _Cursor | None, descending: bool) -> list[Days]:
+    """Day ranges to read one after another: the table's day partitions within the query's
+    bounds (and on the cursor's side of the page boundary), in sort order, in windows of 1, 1,
+    2, 4, ... days, so a rare filter over a long range costs log2(days) scans, not one per day."""
+    lo, hi = query.days
+    name = query.keys[0][0].meta.output_name()
+    if cursor is not None and cursor.after[0] is not None:
+        try:  # the cursor's first key, as its physical value: epoch us or epoch days
+            value = int(cursor.after[0])
+            cut = _day(value) if name == "request_time" else _EPOCH.date() + dt.timedelta(days=value)
+        except (TypeError, ValueError, OverflowError):
+            cut = None  # a tampered token: the keyset filter still applies
+        if cut is not None and descending:
+            hi = min(hi, cut) if hi else cut
+        elif cut is not None:
+            lo = max(lo, cut) if lo else cut
+    days = sorted(
+        {
+            dt.date.fromisoformat(part["day"])
+            for part in table.partitions()
+            if part.get("day")
+        }
+    )
+    days = [d for d in days if (lo is None or d >= lo) and (hi is None or d <= hi)]
+    if descending:
+        days.reverse()
+    windows, i, size = [], 0, 1
+    while i < len(days):
+        chunk = days[i : i + size]
+        windows.append((min(chunk), max(chunk)))
+        i += size
+        size = size if len(windows) == 1 else size * 2
+    return windows
+
+
+def _top_keys(query: _Query, lf: pl.LazyFrame, cursor: _Cursor | None, limit: int) -> pl.DataFrame:
+    """Pass 1: the sort keys (trace_id last), request_time and day of the first `limit` rows.
+    Only the key and filter columns are read, never the wide ones (maps, previews)."""
+    lf = lf.with_columns(e.alias(_KEY.format(i)) for i, (e, _) in enumerate(query.keys))
+    if cursor is not None:
+        lf = lf.filter(_after(lf.collect_schema(), query, cursor.after))
+    key_names = [_KEY.format(i) for i in range(len(query.keys))]
+    return (
+        lf.sort(key_names, descending=[d for _, d in query.keys], nulls_last=True)
+        .head(limit)
+        .select(*key_names, "request_time", "day")
+        .collect()
+    )
+
+
+def _page_rows(traces: pl.LazyFrame, top: pl.DataFrame, trace_id_key: str) -> pl.DataFrame:
+    """Pass 2: the full trace_info rows of `top`, in its order. The rows' own day and
+    request_time bounds reach the scan, so file and row-group statistics skip the rest."""
+    columns = TRACE_INFO.column_names
+    if top.is_empty():
+        return pl.DataFrame(schema=traces.select(columns).collect_schema())
+    ids = top[trace_id_key]
+    rows = (
+        traces.filter(
+            pl.col("day").is_between(top["day"].min(), top["day"].max()),
+            pl.col("request_time").is_between(top["request_time"].min(), top["request_time"].max()),
+            pl.col("trace_id").is_in(ids.implode()),
+        )
+        .select(columns)
+        .collect()
+        .unique(subset=["trace_id", "request_time", "day"], keep="first", maintain_order=True)
+    )
+    wanted = top.select(pl.col(trace_id_key).alias("trace_id"), "request_time", "day")
+    return wanted.join(rows, on=["trace_id", "request_time", "day"], how="left", maintain_order="left").select(
+        columns
+    )
+
+
 def search_traces(
     filter_string: str | None = None,
     *,
@@ -287,27 +383,28 @@ def search_traces(
     warehouse, options = warehouse_location(warehouse, storage_options)
     query = _build_query(filter_string, order_by, start_time, end_time)
     cursor = _decode_token(page_token, query) if page_token else None
-    trace_version, traces = open_table("trace_info", warehouse, options, cursor.trace_version if cursor else None)
+    trace_table, traces = open_delta("trace_info", warehouse, options, cursor.trace_version if cursor else None)
+    trace_version = trace_table.version()
     span_version, spans = None, None
     if query.compiled.span_predicates or include_spans:
         pinned = cursor.span_version if cursor else None
         span_version, spans = open_table("span_data", warehouse, options, pinned)
 
-    lf = _filtered(query, traces, spans).with_columns(e.alias(_KEY.format(i)) for i, (e, _) in enumerate(query.keys))
-    if cursor is not None:
-        lf = lf.filter(_after(lf.collect_schema(), query, cursor.after))
+    limit = max_results + 1  # one extra row says whether another page exists
+    descending = _walk_direction(query)
+    windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else []
+    found: list[pl.DataFrame] = []
+    for window in windows:
+        found.append(_top_keys(query, _filtered(query, traces, spans, window), cursor, limit - sum(map(len, found))))
+        if sum(map(len, found)) >= limit:
+            break
+    top = pl.concat(found) if found else _top_keys(query, _filtered(query, traces, spans), cursor, limit)
     key_names = [_KEY.format(i) for i in range(len(query.keys))]
-    page = (
-        lf.sort(key_names, descending=[d for _, d in query.keys], nulls_last=True)
-        .head(max_results + 1)  # one extra row says whether another page exists
-        .select(*TRACE_INFO.column_names, *key_names)
-        .collect()
-    )
     token = None
-    if page.height > max_results:
-        page = page.head(max_results)
-        token = _encode_token(query, trace_version, span_version, _cursor_values(page.tail(1), len(key_names)))
-    frame = page.select(TRACE_INFO.column_names)
+    if top.height > max_results:
+        top = top.head(max_results)
+        token = _encode_token(query, trace_version, span_version, _cursor_values(top.tail(1), len(key_names)))
+    frame = _page_rows(traces, top, key_names[-1])
     if include_spans:
         assert spans is not None
         frame = _attach_spans(frame, spans)

@@ -17,9 +17,6 @@ from spanlake.query.search import open_table, warehouse_location
 
 __all__ = ["Trace", "TraceNotFoundError", "get_trace", "order_spans"]
 
-_ONE_DAY = dt.timedelta(days=1)
-
-
 class TraceNotFoundError(SpanlakeError, LookupError):
     """No trace_info row has the requested trace id."""
 
@@ -138,19 +135,31 @@ def order_spans(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def get_trace(
     trace_id: str, *, warehouse: str | None = None, storage_options: Mapping[str, str] | None = None
 ) -> Trace:
-    """The trace with this id: its trace_info row and all its spans in tree order."""
+    """The trace with this id: its trace_info row and all its spans in tree order.
+
+    Spans first: span_data is kept sorted by trace_id within each day, so file and row-group
+    statistics on trace_id narrow the lookup to about one row group per day, with no day to
+    know beforehand. The earliest span start is the trace's request_time (ingest's rule), which
+    pins its trace_info row to one day and, trace_info being sorted by request_time, to one
+    row group. Should that miss (spans expired, a row moved by a late root), the trace_info
+    lookup falls back to the candidate days, then to the whole table.
+    """
     warehouse, options = warehouse_location(warehouse, storage_options)
     _, traces = open_table("trace_info", warehouse, options)
-    rows = traces.filter(pl.col("trace_id") == pl.lit(trace_id, dtype=pl.String)).collect()
+    _, span_scan = open_table("span_data", warehouse, options)
+    same_id = pl.col("trace_id") == pl.lit(trace_id, dtype=pl.String)
+    spans = span_scan.filter(same_id).collect()
+    rows = pl.DataFrame()
+    if spans.height:
+        first: dt.datetime = spans["start_time"].min()  # type: ignore[assignment]
+        rows = traces.filter(
+            pl.col("day") == first.date(), pl.col("request_time") == pl.lit(first), same_id
+        ).collect()
+        if rows.is_empty():  # request_time is the earliest start: the row is on that day or before
+            rows = traces.filter(pl.col("day") <= first.date(), same_id).collect()
+    else:
+        rows = traces.filter(same_id).collect()
     if rows.is_empty():
         raise TraceNotFoundError(f"no trace with id {trace_id!r} in {warehouse}")
     info = rows.row(0, named=True)
-    # Spans start at or after request_time (the trace's day) and end by end_time.
-    last_day = max(info["day"] + _ONE_DAY, info["end_time"].date() if info["end_time"] else info["day"])
-    _, span_scan = open_table("span_data", warehouse, options)
-    spans = (
-        span_scan.filter(pl.col("day").is_between(info["day"], last_day), pl.col("trace_id") == pl.lit(trace_id))
-        .collect()
-        .to_dicts()
-    )
-    return Trace(info, order_spans(spans))
+    return Trace(info, order_spans(spans.to_dicts()))

@@ -140,6 +140,7 @@ def maintain(
         )
     names = [spec(n).name for n in (tables if tables is not None else TABLES)]
     now = now or dt.datetime.now(dt.timezone.utc)
+    today = now.astimezone(dt.timezone.utc).date() if now.tzinfo else now.date()  # days are UTC dates
     policy = policy or MaintenancePolicy()
     options = dict(storage_options or {})
     report = MaintenanceReport(started_at=now)
@@ -149,7 +150,7 @@ def maintain(
             report.tables.append(TableReport(name, skipped=[f"all: no Delta table at {uri}"]))
             continue
         table = DeltaTable(uri, storage_options=options)
-        report.tables.append(maintain_table(table, name, retention_hours, days, now.date(), policy))
+        report.tables.append(maintain_table(table, name, retention_hours, days, today, policy))
     return report
 
 
