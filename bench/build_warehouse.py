@@ -157,6 +157,17 @@ def to_table(df: pl.DataFrame, schema: pa.Schema, extra: dict[str, pa.Array] | N
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def rss() -> str:
+    """This process's resident memory, for the progress lines."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return fmt_bytes(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    return "?"
+
+
 def fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -605,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             print(
                 f"  {day.day} span part {k + 1}/{len(parts)}: {spans.height:,} spans "
-                f"({time.perf_counter() - day_began:.0f}s into the day)",
+                f"({time.perf_counter() - day_began:.0f}s into the day, rss {rss()})",
                 flush=True,
             )
             del spans
@@ -622,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"day {day.day}: {day.n:,} traces, {written:,} spans stored "
             f"({0 if carry is None else carry.height:,} carried to the next day) "
-            f"in {time.perf_counter() - day_began:.1f}s; total {elapsed:.0f}s, "
+            f"in {time.perf_counter() - day_began:.1f}s (rss {rss()}); total {elapsed:.0f}s, "
             f"ETA {elapsed / (i + 1) * (args.days - i - 1):.0f}s",
             flush=True,
         )

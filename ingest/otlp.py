@@ -2,6 +2,10 @@
 
 A message that cannot be decoded raises DecodeError; a single bad span inside a good message
 is returned as a SpanReject so that its neighbours still land.
+
+Protobuf has two decoders that return the same objects and raise the same errors: the compiled
+`spanlake_native` extension (native/, built by `make setup` when cargo is on PATH) and the
+pure-Python one below, which is the fallback and the reference. NATIVE tells which is in use.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from spanlake.errors import DecodeError
 
+try:
+    import spanlake_native
+except ImportError:  # not built (no cargo): the pure-Python decoder does the work
+    spanlake_native = None
+
 Encoding = Literal["otlp_proto", "otlp_json"]
 
 CONTENT_TYPES: dict[str, Encoding] = {
@@ -28,6 +37,8 @@ STATUS_CODES = ("UNSET", "OK", "ERROR")
 # Timestamps outside this window are clock bugs, not traces: 2000-01-01 .. 2100-01-01 in ns.
 MIN_TIME_NS = 946_684_800 * 10**9
 MAX_TIME_NS = 4_102_444_800 * 10**9
+# True when protobuf requests are decoded by the compiled spanlake_native extension.
+NATIVE = spanlake_native is not None
 
 
 @dataclass(slots=True)
@@ -64,11 +75,16 @@ def encoding_of(headers: list[tuple[str, bytes]] | None, default: Encoding) -> E
     return default
 
 
-def decode(value: bytes | None, encoding: Encoding) -> tuple[list[Span], list[SpanReject]]:
+def decode(
+    value: bytes | None, encoding: Encoding, *, native: bool | None = None
+) -> tuple[list[Span], list[SpanReject]]:
+    """`native` picks the protobuf decoder: None the default (NATIVE), False the pure-Python one."""
     if not value:
         raise DecodeError("empty message: expected an OTLP ExportTraceServiceRequest")
     if encoding == "otlp_json":
         return _decode_json(value)
+    if NATIVE if native is None else native:
+        return _decode_proto_native(value)
     return _decode_proto(value)
 
 
@@ -96,6 +112,16 @@ def _any_value(v: Any) -> Any:
 
 def _attrs(kvs: Any) -> dict[str, Any]:
     return {kv.key: _any_value(kv.value) for kv in kvs}
+
+
+def _decode_proto_native(value: bytes) -> tuple[list[Span], list[SpanReject]]:
+    """The compiled twin of _decode_proto below (native/src/lib.rs): same objects, same errors."""
+    if spanlake_native is None:
+        raise RuntimeError("spanlake_native is not installed: `make setup` builds it when cargo is on PATH")
+    try:
+        return spanlake_native.decode_proto(value if type(value) is bytes else bytes(value), Span, SpanReject)
+    except spanlake_native.DecodeError as exc:
+        raise DecodeError(f"not an OTLP protobuf ExportTraceServiceRequest ({len(value)} bytes): {exc}") from exc
 
 
 def _decode_proto(value: bytes) -> tuple[list[Span], list[SpanReject]]:

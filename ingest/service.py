@@ -20,6 +20,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from spanlake.errors import CommitConflict, SpanlakeError
+from spanlake.ingest.faults import crash_if
 from spanlake.ingest.sink import BatchResult, Decoded, DeltaSink
 from spanlake.settings import Settings
 
@@ -65,6 +66,8 @@ class SpanIngestor:
         self.on_batch = on_batch
         self.stats = IngestStats()
         self.stop_requested = threading.Event()
+        self.crash_at = crash_at
+        self.kafka_errors = 0  # consecutive failed polls
         self.sink = DeltaSink(
             settings.warehouse,
             group=settings.group,
@@ -123,7 +126,11 @@ class SpanIngestor:
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         try:
             while not self.stop_requested.is_set():
-                got = self.poll()
+                try:
+                    got = self.poll()
+                except KafkaError as exc:  # the broker is away: keep what is buffered, retry
+                    self.wait_for_broker(exc)
+                    continue
                 if self.should_flush():
                     self.flush()
                 if self.until_idle and not got and self.is_caught_up():
@@ -137,6 +144,7 @@ class SpanIngestor:
 
     def poll(self) -> int:
         batches = self.consumer.poll(timeout_ms=200, max_records=5000)
+        self.kafka_errors = 0
         count = 0
         for records in batches.values():
             if not self.buffer:
@@ -161,6 +169,7 @@ class SpanIngestor:
         """Commit everything buffered, in batches of at most flush_spans spans / flush_bytes."""
         while self.buffer:
             batch = self.take_batch()
+            crash_if("before_commit", self.crash_at)
             try:
                 result = self.sink.commit(batch, lag=self.lag())
             except CommitConflict as exc:
@@ -186,6 +195,7 @@ class SpanIngestor:
 
     def after_commit(self, batch: list[Decoded], result: BatchResult) -> None:
         self.commit_offsets(batch)
+        crash_if("after_offset_commit", self.crash_at)
         self.stats.batches += 1
         self.stats.messages += result.messages
         self.stats.spans += result.spans
@@ -204,15 +214,24 @@ class SpanIngestor:
         except KafkaError as exc:  # harmless: Delta holds the offsets that matter
             logger.warning("Kafka offset commit failed (Delta already holds the batch): %s", exc)
 
+    def wait_for_broker(self, exc: KafkaError) -> None:
+        self.kafka_errors += 1
+        if self.kafka_errors in (1, 10) or self.kafka_errors % 100 == 0:
+            logger.warning("Kafka unavailable (%s: %s); retrying, nothing is lost", type(exc).__name__, exc)
+        self.stop_requested.wait(min(0.2 * self.kafka_errors, 2.0))
+
     def lag(self) -> int | None:
         """Messages behind the high watermarks, from the last fetch (no broker round trip)."""
         total = 0
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                return None
-            total += max(0, high - self.consumer.position(tp))
-        return total + sum(1 for _ in self.buffer)
+        try:
+            for tp in self.consumer.assignment():
+                high = self.consumer.highwater(tp)
+                if high is None:
+                    return None
+                total += max(0, high - self.consumer.position(tp, timeout_ms=0))
+        except KafkaError:
+            return None
+        return total + len(self.buffer)
 
     def is_caught_up(self) -> bool:
         assigned = self.consumer.assignment()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import random
-import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from spanlake.errors import CommitConflict, DecodeError
 from spanlake.ingest.dead_letters import DeadLetters
+from spanlake.ingest.faults import crash_if
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.rows import SpanRows, span_data_only
@@ -41,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 8
 SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, INGEST_ERRORS, INGEST_BATCHES)
-# Deliberate crash points, for the fault tests only (Settings.crash_at).
-CRASH_POINTS = ("after_span_data", "after_trace_info", "after_ingest_errors", "after_delta_commit")
 
 
 @dataclass
@@ -138,9 +135,7 @@ class DeltaSink:
                 logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
                 time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
         self.expected[name].update(last_offsets)
-        if self.crash_at == crash_point:
-            logger.warning("crash_at=%s: killing this process on purpose", crash_point)
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash_if(crash_point, self.crash_at)
 
     # --- the batch ----------------------------------------------------------------------
 

@@ -34,7 +34,10 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, ge=6_000, description="Consumer-group session timeout: how soon a crashed ingest process's partitions move."
     )
-    crash_at: Literal["", "after_span_data", "after_trace_info", "after_ingest_errors", "after_delta_commit"] = Field(
+    crash_at: Literal[
+        "", "before_commit", "after_span_data", "after_trace_info", "after_ingest_errors", "after_delta_commit",
+        "after_offset_commit",
+    ] = Field(  # keep in step with spanlake.ingest.faults.CRASH_POINTS
         "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
     )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")

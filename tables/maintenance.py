@@ -80,10 +80,12 @@ class TableReport:
     skipped: list[str] = field(default_factory=list)  # "step: reason"
 
     def line(self) -> str:
+        """One line for the CLI, plus one per skipped step."""
+        checkpoint = "no checkpoint" if self.checkpoint_version is None else f"checkpoint v{self.checkpoint_version}"
         text = (
             f"{self.table}: files {self.files_before} -> {self.files_after} "
             f"(rewrote {self.files_rewritten} into {self.files_written}; ordered {len(self.days_ordered)} days, "
-            f"compacted {len(self.days_compacted)}), checkpoint v{self.checkpoint_version}, "
+            f"compacted {len(self.days_compacted)}), {checkpoint}, "
             f"vacuumed {self.vacuumed_files}, {self.conflicts} conflicts, {self.duration_s:.1f}s"
         )
         return text + "".join(f"\n  skipped {s}" for s in self.skipped)
@@ -170,6 +172,7 @@ def maintain_table(
     if not acquired:
         if acquired is False:
             report.skipped.append(f"all: another maintenance run holds the table (lease until {lease.holder_until()})")
+        report.files_before = report.files_after = sum(d.files for d in day_layouts(table, None, 0).values())
         report.duration_s = time.monotonic() - started
         return report
     try:
@@ -379,7 +382,9 @@ def _retrying(step: str, run: Callable[[], T], report: TableReport, policy: Main
                 raise
             report.conflicts += 1
             reason = str(exc).splitlines()[0]
-            logger.info("maintenance %s %s: conflict (attempt %d/%d): %s", report.table, step, attempt + 1, attempts, reason)
+            logger.info(
+                "maintenance %s %s: conflict (attempt %d/%d): %s", report.table, step, attempt + 1, attempts, reason
+            )
         if attempt + 1 < attempts:
             # Jitter keeps us from retrying in lockstep with a writer's flush interval.
             time.sleep(policy.backoff_seconds * 2**attempt * random.uniform(0.5, 1.5))

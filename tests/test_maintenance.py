@@ -316,11 +316,15 @@ def test_concurrent_appends_and_merges_lose_nothing(tmp_path: Path) -> None:
     writer = Writer(tmp_path, batches=60)
     writer.start()
     reports = []
+
+    def run() -> maintenance.MaintenanceReport:
+        return maintain(str(tmp_path), tables=["span_data", "trace_info"], retention_hours=1, now=NOW, policy=POLICY)
+
     while writer.is_alive():
-        reports.append(maintain(str(tmp_path), tables=["span_data", "trace_info"], retention_hours=1, now=NOW, policy=POLICY))
+        reports.append(run())
     writer.join()
     assert writer.error is None, writer.error
-    reports.append(maintain(str(tmp_path), tables=["span_data", "trace_info"], retention_hours=1, now=NOW, policy=POLICY))
+    reports.append(run())
 
     spans = read(tmp_path, "span_data", ["trace_id", "span_id"])
     expected = pl.DataFrame({"trace_id": [s[0] for s in writer.spans], "span_id": [s[1] for s in writer.spans]})
