@@ -168,6 +168,12 @@ def rss() -> str:
     return "?"
 
 
+def compact(df: pl.DataFrame) -> pl.DataFrame:
+    """A copy that owns its strings: a gathered or filtered polars string column keeps views
+    into the whole source buffers, which would keep every part of a day alive."""
+    return pl.DataFrame(pl.from_arrow(df.to_arrow()))
+
+
 def fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -532,10 +538,11 @@ def main(argv: list[str] | None = None) -> int:
                         "also bounds memory (default 2,000,000, ~3 GB peak)")
     parser.add_argument("--target-file-mb", type=int, default=512,
                         help="Delta target_file_size in MiB, a cap: a write rolls to a new file past it (default 512)")
-    parser.add_argument("--trace-row-group", type=int, default=64 * 1024,
-                        help="trace_info parquet row-group rows (default 65,536: ~1 h of a busy day per group)")
-    parser.add_argument("--span-row-group", type=int, default=64 * 1024,
-                        help="span_data parquet row-group rows (default 65,536)")
+    parser.add_argument("--trace-row-group", type=int, default=8 * 1024,
+                        help="trace_info parquet row-group rows (default 8,192: ~8 busy minutes; small groups let "
+                        "time bounds and top-k searches skip most of a day, and make a one-row read cheap)")
+    parser.add_argument("--span-row-group", type=int, default=16 * 1024,
+                        help="span_data parquet row-group rows (default 16,384: a trace_id lookup reads ~1 group/day)")
     parser.add_argument("--force", action="store_true", help="delete --out first if it exists")
     args = parser.parse_args(argv)
 
@@ -593,12 +600,12 @@ def main(argv: list[str] | None = None) -> int:
         for k, idx in enumerate(parts):  # one write (one commit, one file) per part
             df = span_part(rng, day, idx, strings, offset)
             offset += df.height
-            aggs.append(trace_aggregates(df))
+            aggs.append(compact(trace_aggregates(df)))
             spans = df.select(span_cols)
             del df
             late = spans.filter(pl.col("day") != day.day)
             if late.height:
-                carry_out.append(late)
+                carry_out.append(compact(late))
                 spans = spans.filter(pl.col("day") == day.day)
             if carried_in is not None and carried_in.height:
                 ids = carried_in["trace_id"]

@@ -21,6 +21,8 @@ from kafka.structs import OffsetAndMetadata
 
 from spanlake.errors import CommitConflict, SpanlakeError
 from spanlake.ingest.faults import crash_if
+from spanlake.ingest.maintenance_schedule import MaintenanceSchedule
+from spanlake.ingest.masking import Masker
 from spanlake.ingest.sink import BatchResult, Decoded, DeltaSink
 from spanlake.settings import Settings
 
@@ -75,7 +77,9 @@ class SpanIngestor:
             encoding=settings.encoding,
             storage_options=settings.storage_options,
             crash_at=crash_at,
+            masker=Masker.from_settings(settings.mask, settings.mask_rules),
         )
+        self.maintenance = MaintenanceSchedule(settings) if settings.maintenance_interval_seconds else None
         self.buffer: list[Decoded] = []
         self.buffer_spans = 0
         self.buffer_bytes = 0
@@ -133,6 +137,8 @@ class SpanIngestor:
                     continue
                 if self.should_flush():
                     self.flush()
+                if self.maintenance:
+                    self.maintenance.start_if_due()
                 if self.until_idle and not got and self.is_caught_up():
                     break
             self.flush()
@@ -234,11 +240,14 @@ class SpanIngestor:
         return total + len(self.buffer)
 
     def is_caught_up(self) -> bool:
-        assigned = self.consumer.assignment()
-        if not assigned:
+        """The warehouse holds the whole topic as of now: every partition, whoever ingested it.
+        (Not just this process's partitions: a SIGKILLed group member holds its partitions
+        until its session times out, and a batch run must not stop short of them.)"""
+        if self.buffer:
             return False
-        ends = self.consumer.end_offsets(list(assigned))
-        return all(self.consumer.position(tp) >= ends[tp] for tp in assigned)
+        partitions = self.consumer.partitions_for_topic(self.settings.topic) or set()
+        ends = self.consumer.end_offsets([TopicPartition(self.settings.topic, p) for p in partitions])
+        return self.sink.holds_all_before({tp.partition: end for tp, end in ends.items()})
 
     def _install_signal_handlers(self) -> dict[int, object]:
         """SIGINT/SIGTERM finish the current batch, then stop; returns the handlers replaced."""

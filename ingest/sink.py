@@ -29,6 +29,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from spanlake.errors import CommitConflict, DecodeError
 from spanlake.ingest.dead_letters import DeadLetters
 from spanlake.ingest.faults import crash_if
+from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.rows import SpanRows, span_data_only
@@ -68,7 +69,9 @@ class DeltaSink:
         encoding: Encoding = "otlp_proto",
         storage_options: Mapping[str, str] | None = None,
         crash_at: str | None = None,
+        masker: Masker | None = None,
     ) -> None:
+        self.masker = masker
         self.group = group
         self.topic = topic
         self.encoding: Encoding = encoding
@@ -97,6 +100,16 @@ class DeltaSink:
             highest = max(self.expected[name][p] for name in self.tables)
             resume[p] = None if highest == -1 else lowest + 1
         return resume
+
+    def holds_all_before(self, ends: Mapping[int, int]) -> bool:
+        """True when every table holds every offset below `ends` ({partition: end offset})."""
+        for table in self.tables.values():
+            table.update_incremental()
+            for p, end in ends.items():
+                stored = stored_offset(table, self.group, self.topic, p)
+                if end > 0 and (stored is None or stored + 1 < end):
+                    return False
+        return True
 
     def forget(self, partitions: Iterable[int]) -> None:
         for offsets in self.expected.values():
@@ -144,9 +157,14 @@ class DeltaSink:
         for r in records:
             try:
                 spans, rejects = decode(r.value, encoding_of(r.headers, self.encoding))
-                out.append(Decoded(r, spans, rejects, None))
             except DecodeError as exc:
                 out.append(Decoded(r, [], [], str(exc)))
+                continue
+            if self.masker is not None:  # before anything is written anywhere
+                for span in spans:
+                    span.attributes = self.masker.mask_attributes(span.attributes)
+                    span.events = self.masker.mask_events(span.events)
+            out.append(Decoded(r, spans, rejects, None))
         return out
 
     def commit(self, decoded: list[Decoded], *, lag: int | None = None) -> BatchResult:

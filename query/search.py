@@ -205,11 +205,39 @@ def _day_filter(days: tuple[dt.date | None, dt.date | None], *, extra_days: int 
     return out + ([pl.col("day") <= pl.lit(hi + extra_days * _ONE_DAY)] if hi else [])
 
 
+def _span_time_bounds(query: _Query, days: Days, trace_table: DeltaTable | None) -> list[pl.Expr]:
+    """Span start_time bounds implied by the traces searched: a trace's spans start at or after
+    its request_time and no later than its end_time. The upper bound is the largest end_time
+    the Delta log's file statistics record for those days (widened by the 1 ms the protocol may
+    truncate), so the extra day the span side reads only keeps the spans of traces that cross
+    midnight. A missing statistic means no bound; spans without an end_time always stay."""
+    start = query.time_range[0]
+    out = [pl.col("start_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start))] if start is not None else []
+    if trace_table is None:
+        return out
+    adds = pl.DataFrame(trace_table.get_add_actions(flatten=True))
+    if "max.end_time" not in adds.columns or "partition.day" not in adds.columns:
+        return out
+    lo, hi = days
+    ends = adds.filter(
+        pl.col("partition.day") >= lo if lo else pl.lit(True), pl.col("partition.day") <= hi if hi else pl.lit(True)
+    )["max.end_time"]
+    if ends.len() and ends.null_count() == 0:
+        latest = ends.max() + dt.timedelta(milliseconds=1)  # type: ignore[operator]
+        out.append((pl.col("start_time") <= pl.lit(latest)) | pl.col("end_time").is_null())
+    return out
+
+
 def _filtered(
-    query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None, days: Days | None = None
+    query: _Query,
+    traces: pl.LazyFrame,
+    spans: pl.LazyFrame | None,
+    days: Days | None = None,
+    trace_table: DeltaTable | None = None,
 ) -> pl.LazyFrame:
     """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions.
-    `days` narrows the query's own day bounds (one step of a day-by-day walk)."""
+    `days` narrows the query's own day bounds (one step of a day-by-day walk); `trace_table`,
+    the table `traces` reads, lends its file statistics to bound the span side."""
     days = query.days if days is None else days
     start, end = query.time_range
     preds = _day_filter(days)
@@ -221,7 +249,11 @@ def _filtered(
         assert spans is not None
         # A trace's spans start on its day or later: the span side gets one extra day.
         matched = (
-            spans.filter(*_day_filter(days, extra_days=1), functools.reduce(operator.or_, span_preds))
+            spans.filter(
+                *_day_filter(days, extra_days=1),
+                *_span_time_bounds(query, days, trace_table),
+                functools.reduce(operator.or_, span_preds),
+            )
             .group_by("trace_id")
             .agg([p.any().alias(SPAN_MATCH.format(i)) for i, p in enumerate(span_preds)])
         )
@@ -395,10 +427,11 @@ def search_traces(
     windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else []
     found: list[pl.DataFrame] = []
     for window in windows:
-        found.append(_top_keys(query, _filtered(query, traces, spans, window), cursor, limit - sum(map(len, found))))
+        lf = _filtered(query, traces, spans, window, trace_table)
+        found.append(_top_keys(query, lf, cursor, limit - sum(map(len, found))))
         if sum(map(len, found)) >= limit:
             break
-    top = pl.concat(found) if found else _top_keys(query, _filtered(query, traces, spans), cursor, limit)
+    top = pl.concat(found) if found else _top_keys(query, _filtered(query, traces, spans, None, trace_table), cursor, limit)
     key_names = [_KEY.format(i) for i in range(len(query.keys))]
     token = None
     if top.height > max_results:
@@ -422,6 +455,6 @@ def count_traces(
     """How many traces match (same filter and time range as `search_traces`), at the latest version."""
     warehouse, options = warehouse_location(warehouse, storage_options)
     query = _build_query(filter_string, None, start_time, end_time)
-    _, traces = open_table("trace_info", warehouse, options)
+    trace_table, traces = open_delta("trace_info", warehouse, options)
     spans = open_table("span_data", warehouse, options)[1] if query.compiled.span_predicates else None
-    return int(_filtered(query, traces, spans).select(pl.len()).collect().item())
+    return int(_filtered(query, traces, spans, None, trace_table).select(pl.len()).collect().item())

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from spanlake.errors import SpanlakeError
 from spanlake.settings import Settings
+from spanlake.tables.schemas import spec
 
 DEFAULT_BROKER_DIR = Path(".spanlake/kafka")
 
@@ -219,6 +220,28 @@ def run_ingest(settings: Settings, *, until_idle: bool) -> None:
     stats = ingestor.run()
     click.echo(f"ingested {stats.spans} spans from {stats.messages} messages in {stats.batches} batches "
                f"({stats.dead_letters} dead letters) into {settings.warehouse}")  # fmt: skip
+
+
+@cli.command()
+@click.option("--table", "tables", multiple=True, help="Only this table (repeatable; default: all).")
+@click.option("--day", "days", multiple=True, type=click.DateTime(["%Y-%m-%d"]), help="Only this day (repeatable).")
+@click.option("--retention-hours", type=float, help="Vacuum files unused this long [env SPANLAKE_RETENTION_HOURS, default 168].")
+@with_settings("warehouse")
+def maintain(settings: Settings, tables: tuple[str, ...], days: tuple, retention_hours: float | None) -> None:
+    """Compact small files, order files for pruning, vacuum, and checkpoint the Delta logs."""
+    from spanlake.tables.maintenance import maintain as run_maintenance
+
+    for name in tables:
+        spec(name)  # an unknown table is a one-line error naming the valid ones
+    report = run_maintenance(
+        settings.warehouse,
+        storage_options=settings.storage_options,
+        retention_hours=retention_hours if retention_hours is not None else settings.retention_hours,
+        tables=list(tables) or None,
+        days=[d.date() for d in days] or None,
+    )
+    for line in report.lines():
+        click.echo(line)
 
 
 # --- the demo ---------------------------------------------------------------------------

@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     flush_spans: int = Field(50_000, gt=0, description="Flush a micro-batch at this many spans ...")
     flush_bytes: int = Field(32 * 1024 * 1024, gt=0, description="... or this many message bytes ...")
     flush_seconds: float = Field(2.0, gt=0, description="... or when its oldest message is this old.")
+    mask: bool = Field(False, description="Mask e-mails, phone and card numbers, API keys in span text before writing.")
+    mask_rules: list[dict[str, str]] = Field(
+        default_factory=list, description='Extra masking rules as JSON: [{"name", "pattern", "replacement"}].'
+    )
+    maintenance_interval_seconds: float = Field(
+        900, ge=0, description="Run table maintenance this often inside `spanlake ingest` (0: never)."
+    )
+    retention_hours: float = Field(168, ge=1, description="Vacuum keeps files readers may still need this long.")
     session_timeout_ms: int = Field(
         10_000, ge=6_000, description="Consumer-group session timeout: how soon a crashed ingest process's partitions move."
     )

@@ -41,9 +41,11 @@ T = TypeVar("T")
 MIN_RETENTION_HOURS = 1.0
 # Column each table's files are ordered by within a day (ingest_errors: compaction only).
 SORT_COLUMNS: dict[str, str] = {"span_data": "trace_id", "trace_info": "request_time"}
-# Tables ingest MERGEs into: their recent days are rewritten by every merge, so ordering them
-# is wasted work that would also widen the window for a commit conflict.
-MERGED_TABLES = frozenset({"trace_info"})
+# Tables whose recent days ingest keeps reading or rewriting: trace_info's by every MERGE (so
+# ordering them is wasted work that widens the window for a commit conflict), span_data's by
+# the duplicate-span lookup, which prunes fresh files by start_time (ordering by trace_id would
+# make every file of the day span the whole day). Their days are ordered once they cool down.
+HOT_TABLES = frozenset({"trace_info", "span_data"})
 # txn app id of the maintenance lease (ingest's app ids are "spanlake:<group>:<topic>:<partition>").
 LEASE_APP_ID = "spanlake-maintenance-lease"
 
@@ -55,7 +57,7 @@ class MaintenancePolicy:
     target_size: int = 128 * 1024 * 1024  # size of rewritten files
     small_file_bytes: int = 32 * 1024 * 1024  # below this a file counts as "small" (fresh ingest output)
     reorder_fraction: float = 0.25  # re-order a day when small files hold at least this share of it
-    hot_days: int = 1  # trace_info days >= today - hot_days are compacted but not ordered
+    hot_days: int = 1  # HOT_TABLES days >= today - hot_days are compacted but not ordered
     conflict_retries: int = 4  # attempts after the first, per rewrite, on a commit conflict
     backoff_seconds: float = 0.5  # first wait; doubles per attempt, with jitter
     full_vacuum: bool = True  # also delete orphaned files (crashed writers, dropped tombstones)
@@ -204,7 +206,7 @@ def _rewrite_days(
     sort_col = SORT_COLUMNS.get(report.table)
     layouts = day_layouts(table, sort_col, policy.small_file_bytes)
     report.files_before = sum(d.files for d in layouts.values())
-    hot = today - dt.timedelta(days=policy.hot_days) if report.table in MERGED_TABLES else None
+    hot = today - dt.timedelta(days=policy.hot_days) if report.table in HOT_TABLES else None
     order, compact = plan_days(layouts, sorted_by=sort_col, hot_from=hot, days=days, policy=policy)
     steps = [(d, sort_col) for d in order] + [(d, None) for d in compact]
     for day, z_order_by in steps:

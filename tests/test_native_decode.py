@@ -520,7 +520,7 @@ def test_mutated_messages(value: bytes) -> None:
     agree(value)
 
 
-def fields_strategy(max_leaves: int = 12):
+def fields_strategy(max_leaves: int = 12, max_fields: int = 6):
     """Random field sequences: field numbers the schemas use (and 0, and unknown ones), every
     wire type, payloads that are text, bad UTF-8, ids, or nested random messages."""
     payload = st.one_of(
@@ -543,23 +543,19 @@ def fields_strategy(max_leaves: int = 12):
         )
 
     message = st.recursive(leaf, extend, max_leaves=max_leaves)
-    return st.lists(message, max_size=6).map(b"".join)
+    return st.lists(message, max_size=max_fields).map(b"".join)
 
 
-@st.composite
-def structured(draw) -> bytes:
+def structured():
     """Mostly-valid requests with random fields mixed in at every level, so that spans are
     accepted and their attributes (random AnyValues) are compared, not just the errors."""
-    noise = fields_strategy(6)
-    any_value = fields_strategy(12)
-    attrs = st.lists(st.builds(lambda k, v, n: ld(9, kv(k, v) + n), st.sampled_from(["a", "b", "é"]), any_value, noise))
-    spans = st.lists(
-        st.builds(lambda a, n, e: span(*a, n, e), attrs, noise, st.one_of(st.just(b""), st.builds(ld, st.just(15), noise))),
-        min_size=1,
-        max_size=3,
-    )
+    noise = fields_strategy(3, max_fields=2)
+    any_value = fields_strategy(8, max_fields=4)
+    attribute = st.builds(lambda k, v, n: ld(9, kv(k, v) + n), st.sampled_from(["a", "b", "é"]), any_value, noise)
+    status = st.one_of(st.just(b""), st.builds(ld, st.just(15), noise))
+    one_span = st.builds(lambda a, n, s: span(*a, n, s), st.lists(attribute, max_size=3), noise, status)
     resource = st.builds(lambda v, n: attr("r", v) + n, any_value, noise)
-    return draw(st.builds(lambda ss, r, n: request(*ss, resource=r) + n, spans, resource, noise))
+    return st.builds(lambda ss, r, n: request(*ss, resource=r) + n, st.lists(one_span, min_size=1, max_size=2), resource, noise)
 
 
 @needs_native

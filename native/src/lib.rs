@@ -5,21 +5,23 @@
 //!
 //! Two passes over the bytes:
 //!
-//! 1. `check` walks the whole request against the schema exactly as upb (the runtime behind
-//!    `ExportTraceServiceRequest.ParseFromString`) does and fails with upb's status for input
-//!    upb rejects: truncation, lengths/tags over 5 bytes, varints over 10 bytes, field number
-//!    0 (outside groups), wire types 6/7, stray or mismatched end-group tags, more than 100
-//!    nested messages and groups, and invalid UTF-8 in *any* `string` field the schema knows
-//!    (links, scopes and schema urls included, although nothing of them is returned). A known
-//!    field that arrives with another wire type is an unknown field to upb, not an error; so
-//!    it is here. The rules come from probing upb (protobuf 7.36), not only from its source.
+//! 1. `check` walks the whole request against the schema as upb (the runtime behind
+//!    `ExportTraceServiceRequest.ParseFromString`) does and fails with upb's status where upb
+//!    fails: truncation, tags/lengths over 5 bytes, varints over 10, field number 0 (outside
+//!    groups), wire types 6/7, stray or mismatched end-group tags, more than 100 nested
+//!    messages and groups, and invalid UTF-8 in *any* `string` field the schema knows (links,
+//!    scopes, schema urls and entity refs included, though none of them is returned). A known
+//!    field with an unexpected wire type is an unknown field to upb, not an error; so it is
+//!    here. These rules were probed from upb (protobuf 7.36); tests/test_native_decode.py
+//!    fuzzes them against it.
 //! 2. `Builder` walks the now-valid bytes again and builds the Python objects with protobuf's
 //!    merge semantics: the last occurrence of a scalar wins, repeated occurrences of a
 //!    singular message (status, resource, an `AnyValue`) merge, and a oneof takes the last
 //!    member set (an array/kvlist set twice in a row merges, otherwise it starts afresh).
 //!
-//! A generic protobuf crate (prost) does not fit: it rejects known fields with an unexpected
-//! wire type, accepts 6..10-byte tags and lengths, and validates only the strings it decodes.
+//! Why no protobuf crate (prost): it rejects a known field with an unexpected wire type,
+//! accepts 6..10-byte tags and lengths, and would still need a second walk for upb's error
+//! order; hand-written, the wire format is ~150 lines and the build needs only pyo3.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -73,10 +75,10 @@ impl Bad {
     }
 }
 
-/// A position in the request. upb reads a field's tag and its varint/length (never more than
-/// 16 bytes) without checking the limit of the enclosing message, and past the end of the
-/// input it reads zeros; the limit is checked before the next field. The `*_at_will` reads do
-/// the same; the bounded ones stop at `end` with an error (all that upb can report there).
+/// A position in the request. upb reads a field's tag and varint or length without checking
+/// the limit of the enclosing message (past the end of the input it reads zeros); the limit is
+/// checked before the next field. The `*_at_will` reads do the same; the bounded ones stop at
+/// `end` with an error (inside unknown groups, where "corrupt" is all upb can report).
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -308,7 +310,6 @@ fn is_utf8(bytes: &[u8]) -> bool {
 /// more nested messages or groups upb allows.
 fn check(r: &mut Reader, end: usize, msg: Msg, depth: i32) -> Result<(), Bad> {
     while r.pos < end {
-        let tag_at = r.pos;
         let tag = r.tag_at_will()?;
         let (number, wire_type) = (tag >> 3, tag & 7);
         match wire_type {
@@ -322,12 +323,12 @@ fn check(r: &mut Reader, end: usize, msg: Msg, depth: i32) -> Result<(), Bad> {
                 let start = r.pos;
                 match msg.field(number) {
                     Field::Str => {
-                        if start + size > string_limit(r.buf.len(), tag_at, end) {
-                            return Err(Bad::Malformed);
-                        }
-                        let real_end = r.buf.len();
-                        if !is_utf8(&r.buf[start.min(real_end)..(start + size).min(real_end)]) {
-                            return Err(Bad::Utf8); // bytes past the input's end read as zeros
+                        // upb checks a string against the end of the input, not of its message
+                        // (that comes before the next field): bad UTF-8 past the message's end
+                        // is reported as such.
+                        let text = r.buf.get(start..start + size).ok_or(Bad::Malformed)?;
+                        if !is_utf8(text) {
+                            return Err(Bad::Utf8);
                         }
                     }
                     Field::Message(sub) => {
@@ -359,19 +360,6 @@ fn check(r: &mut Reader, end: usize, msg: Msg, depth: i32) -> Result<(), Bad> {
         return Err(Bad::Malformed); // the last field ran past the end of its message
     }
     Ok(())
-}
-
-/// How far a string field that starts its tag at `tag_at`, in a message ending at `end`, may
-/// reach before upb calls it corrupt rather than checking its UTF-8 (upb's 16 "slop bytes" past
-/// its bounds-check pointer). A string past `end` is corrupt either way, but upb reports bad
-/// UTF-8 first if there is some.
-fn string_limit(input_len: usize, tag_at: usize, end: usize) -> usize {
-    const SLOP: usize = 16;
-    if tag_at + SLOP >= input_len {
-        end + SLOP // upb parses the last 16 bytes from a zero-padded copy
-    } else {
-        end.min(input_len - SLOP) + SLOP
-    }
 }
 
 /// Skips an unknown group as upb does: without looking inside (any field number, no UTF-8
