@@ -133,22 +133,37 @@ class DeltaSink:
                 )
         return False
 
-    def _step(self, name: str, last_offsets: Mapping[int, int], crash_point: str, write: Callable[[], None]) -> None:
+    def _step(
+        self, name: str, last_offsets: Mapping[int, int], crash_point: str, write: Callable[[CommitProperties], None]
+    ) -> None:
         """One table's commit. A commit that lost a race to another writer of the same files
-        (trace_info MERGEs of other processes, maintenance) is retried on a fresh snapshot."""
+        (trace_info MERGEs of other processes, maintenance) is retried on a fresh snapshot.
+
+        Offsets only move forward: a table already past part of the batch (after a crash
+        between two table commits) keeps its higher offset, and one that holds all of it is
+        not written at all. Delta would accept a lower offset and re-read what it holds."""
+        expected = self.expected[name]
+        target = {p: max(o, expected.get(p, -1)) for p, o in last_offsets.items()}
+        if any(target[p] != expected.get(p, -1) for p in target):
+            self._write_with_retries(name, target, write)
+            expected.update(target)
+        crash_if(crash_point, self.crash_at)
+
+    def _write_with_retries(
+        self, name: str, target: Mapping[int, int], write: Callable[[CommitProperties], None]
+    ) -> None:
+        txn = offset_commit(self.group, self.topic, target)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
-            if self._holds(name, last_offsets):
+            if self._holds(name, target):
                 break
             try:
-                write()
+                write(txn)
                 break
             except (CommitFailedError, DeltaError) as exc:
                 if not _is_conflict(exc) or attempt == MAX_COMMIT_ATTEMPTS - 1:
                     raise CommitConflict(f"{name}: Delta commit lost a race {attempt + 1} times: {exc}") from exc
                 logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
                 time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
-        self.expected[name].update(last_offsets)
-        crash_if(crash_point, self.crash_at)
 
     # --- the batch ----------------------------------------------------------------------
 
@@ -174,14 +189,13 @@ class DeltaSink:
         for r in (d.record for d in decoded):
             last_offsets[r.partition] = max(r.offset, last_offsets.get(r.partition, -1))
         now = dt.datetime.now(dt.timezone.utc)
-        txn = offset_commit(self.group, self.topic, last_offsets)
         result = BatchResult(messages=len(decoded), spans=0, dead_letters=0)
 
         span_fresh = self._fresh(SPAN_DATA.name, decoded)
         rows = self._span_rows(span_fresh)
         spans, result.duplicates = self._without_stored(rows.table(now))
         self._step(SPAN_DATA.name, last_offsets, "after_span_data",
-                   lambda: self._append(SPAN_DATA.name, span_data_only(spans), txn))  # fmt: skip
+                   lambda txn: self._append(SPAN_DATA.name, span_data_only(spans), txn))  # fmt: skip
         result.spans = spans.num_rows
 
         trace_fresh = self._fresh(TRACE_INFO.name, decoded)
@@ -190,19 +204,19 @@ class DeltaSink:
             spans, _ = self._without_stored(rows.table(now))
         if spans.num_rows:
             partials = rows.trace_table(spans, now)
-            write_traces = lambda: merge_traces(self.tables[TRACE_INFO.name], partials, txn)  # noqa: E731
+            write_traces = lambda txn: merge_traces(self.tables[TRACE_INFO.name], partials, txn)  # noqa: E731
         else:  # no spans: still record the offsets, so a restart does not re-read them
-            write_traces = lambda: self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)  # noqa: E731
+            write_traces = lambda txn: self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)  # noqa: E731
         self._step(TRACE_INFO.name, last_offsets, "after_trace_info", write_traces)
 
         letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
         self._step(INGEST_ERRORS.name, last_offsets, "after_ingest_errors",
-                   lambda: self._append(INGEST_ERRORS.name, letters.table(now), txn))  # fmt: skip
+                   lambda txn: self._append(INGEST_ERRORS.name, letters.table(now), txn))  # fmt: skip
         result.dead_letters = len(letters)
 
         log = batch_log_row(self.group, self.topic, decoded, result, lag, time.monotonic() - started)
         self._step(INGEST_BATCHES.name, last_offsets, "after_delta_commit",
-                   lambda: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
+                   lambda txn: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
 
     def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:
