@@ -7,19 +7,23 @@ throughput on the same messages is measured in the same run, so the two compare 
 on a noisy machine. Medians over --rounds are reported.
 
     .venv/bin/python bench/ingest_bench.py --spans 100000 --rounds 3
+    .venv/bin/python bench/ingest_bench.py --spans 200000 --partitions 6 --processes 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import polars as pl
 from kafka import KafkaProducer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -72,12 +76,32 @@ def decode_rate(messages: list[bytes], spans: int) -> float:
     return spans / (time.perf_counter() - began)
 
 
+def run_ingest(settings: Settings, processes: int) -> float:
+    """Seconds until the topic is in Delta: in this process, or in N `spanlake ingest
+    --until-idle` processes of one consumer group (each exits once the warehouse holds it all)."""
+    if processes == 1:
+        began = time.perf_counter()
+        SpanIngestor(settings, until_idle=True).run()
+        return time.perf_counter() - began
+    env = {**os.environ, "SPANLAKE_WAREHOUSE": settings.warehouse, "SPANLAKE_TOPIC": settings.topic,
+           "SPANLAKE_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "SPANLAKE_GROUP": settings.group}  # fmt: skip
+    spanlake = str(Path(sys.executable).parent / "spanlake")
+    began = time.perf_counter()
+    procs = [subprocess.Popen([spanlake, "ingest", "--until-idle"], env=env, stderr=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL) for _ in range(processes)]  # fmt: skip
+    codes = [p.wait() for p in procs]
+    assert codes == [0] * processes, codes
+    return time.perf_counter() - began
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=100_000, help="spans per round (default 100000)")
     parser.add_argument("--spans-per-message", type=int, default=100, help="spans per Kafka message (default 100)")
     parser.add_argument("--partitions", type=int, default=3, help="topic partitions (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (default 3)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="ingest processes in one consumer group (default 1: in this process)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
 
@@ -95,19 +119,18 @@ def main(argv: list[str] | None = None) -> int:
                 settings = Settings(
                     warehouse=f"{tmp}/wh-{r}", bootstrap_servers=broker.bootstrap_servers, topic=topic, group=f"bench-{r}"
                 )
-                ingestor = SpanIngestor(settings, until_idle=True)
-                began = time.perf_counter()
-                stats = ingestor.run()
-                elapsed = time.perf_counter() - began
-                assert stats.spans == spans, (stats.spans, spans)
+                elapsed = run_ingest(settings, args.processes)
+                stored = pl.scan_delta(f"{settings.warehouse}/span_data").select(pl.len()).collect().item()
+                assert stored == spans, (stored, spans)
                 ingest_rates.append(spans / elapsed)
                 decode_rates.append(decode_rate(messages, spans))
-                print(f"round {r + 1}: ingest {ingest_rates[-1]:,.0f} spans/s ({stats.batches} batches), "
+                print(f"round {r + 1}: ingest {ingest_rates[-1]:,.0f} spans/s, "
                       f"decode only {decode_rates[-1]:,.0f} spans/s", file=sys.stderr)  # fmt: skip
         finally:
             stop_broker(data_dir=Path(tmp) / "kafka")
     result = {
         "spans": spans, "messages": len(messages), "megabytes": round(mb, 1), "partitions": args.partitions,
+        "processes": args.processes,
         "rounds": args.rounds, "ingest_spans_per_s_median": round(statistics.median(ingest_rates)),
         "decode_spans_per_s_median": round(statistics.median(decode_rates)),
         "ingest_over_decode": round(statistics.median(ingest_rates) / statistics.median(decode_rates), 2),

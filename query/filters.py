@@ -491,6 +491,10 @@ class CompiledFilter:
     predicate: pl.Expr | None
     span_predicates: tuple[pl.Expr, ...]
     days: tuple[dt.date | None, dt.date | None]
+    # A condition on the SPAN_MATCH columns that every matching trace meets (None: none), e.g.
+    # `m0 & m1` for "span.type = 'TOOL' AND span.status = 'ERROR'": the search can keep only
+    # those span matches and inner-join them, instead of joining every trace of the range.
+    span_required: pl.Expr | None = None
 
 
 def _type_error(fld: Field, lit: Literal, why: str = "") -> FilterError:
@@ -672,21 +676,27 @@ def compile_filter(text: str | None) -> CompiledFilter:
     node = parse_filter(text)
     span_predicates: list[pl.Expr] = []
 
-    def build(n: Node) -> pl.Expr:
+    def build(n: Node) -> tuple[pl.Expr, pl.Expr | None]:
+        """(the node as an expression, a necessary condition on the span matches or None)."""
         # & and | (Kleene logic, like SQL) rather than *_horizontal: the optimizer splits
         # chains of & into conjuncts it can push into the scan.
-        if isinstance(n, And):
-            return functools.reduce(operator.and_, [build(i) for i in n.items])
-        if isinstance(n, Or):
-            return functools.reduce(operator.or_, [build(i) for i in n.items])
+        if isinstance(n, (And, Or)):
+            built = [build(i) for i in n.items]
+            combine = operator.and_ if isinstance(n, And) else operator.or_
+            expr = functools.reduce(combine, [e for e, _ in built])
+            needed = [r for _, r in built if r is not None]
+            if isinstance(n, Or) and len(needed) < len(built):
+                return expr, None  # a branch without span clauses can match on its own
+            return expr, functools.reduce(combine, needed) if needed else None
         if isinstance(n, Not):
-            return ~build(n.item)
+            return ~build(n.item)[0], None  # (conservative: no requirement through NOT)
         fld = resolve_field(n.field, n.pos)
         expr = clause_expr(fld, n)
         if not fld.on_spans:
-            return expr
+            return expr, None
         span_predicates.append(expr)
-        return pl.col(SPAN_MATCH.format(len(span_predicates) - 1))
+        match = pl.col(SPAN_MATCH.format(len(span_predicates) - 1))
+        return match, match
 
-    predicate = build(node)
-    return CompiledFilter(predicate, tuple(span_predicates), _days(node))
+    predicate, required = build(node)
+    return CompiledFilter(predicate, tuple(span_predicates), _days(node), required)

@@ -205,39 +205,11 @@ def _day_filter(days: tuple[dt.date | None, dt.date | None], *, extra_days: int 
     return out + ([pl.col("day") <= pl.lit(hi + extra_days * _ONE_DAY)] if hi else [])
 
 
-def _span_time_bounds(query: _Query, days: Days, trace_table: DeltaTable | None) -> list[pl.Expr]:
-    """Span start_time bounds implied by the traces searched: a trace's spans start at or after
-    its request_time and no later than its end_time. The upper bound is the largest end_time
-    the Delta log's file statistics record for those days (widened by the 1 ms the protocol may
-    truncate), so the extra day the span side reads only keeps the spans of traces that cross
-    midnight. A missing statistic means no bound; spans without an end_time always stay."""
-    start = query.time_range[0]
-    out = [pl.col("start_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start))] if start is not None else []
-    if trace_table is None:
-        return out
-    adds = pl.DataFrame(trace_table.get_add_actions(flatten=True))
-    if "max.end_time" not in adds.columns or "partition.day" not in adds.columns:
-        return out
-    lo, hi = days
-    ends = adds.filter(
-        pl.col("partition.day") >= lo if lo else pl.lit(True), pl.col("partition.day") <= hi if hi else pl.lit(True)
-    )["max.end_time"]
-    if ends.len() and ends.null_count() == 0:
-        latest = ends.max() + dt.timedelta(milliseconds=1)  # type: ignore[operator]
-        out.append((pl.col("start_time") <= pl.lit(latest)) | pl.col("end_time").is_null())
-    return out
-
-
 def _filtered(
-    query: _Query,
-    traces: pl.LazyFrame,
-    spans: pl.LazyFrame | None,
-    days: Days | None = None,
-    trace_table: DeltaTable | None = None,
+    query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None, days: Days | None = None
 ) -> pl.LazyFrame:
     """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions.
-    `days` narrows the query's own day bounds (one step of a day-by-day walk); `trace_table`,
-    the table `traces` reads, lends its file statistics to bound the span side."""
+    `days` narrows the query's own day bounds (one step of a day-by-day walk)."""
     days = query.days if days is None else days
     start, end = query.time_range
     preds = _day_filter(days)
@@ -247,17 +219,20 @@ def _filtered(
     span_preds = query.compiled.span_predicates
     if span_preds:
         assert spans is not None
-        # A trace's spans start on its day or later: the span side gets one extra day.
+        # A trace's spans start on its day or later: the span side gets one extra day. They start
+        # at or after its request_time too, so a start bound carries over as is.
+        span_filter = [*_day_filter(days, extra_days=1), functools.reduce(operator.or_, span_preds)]
+        if start is not None:
+            span_filter.append(pl.col("start_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start)))
         matched = (
-            spans.filter(
-                *_day_filter(days, extra_days=1),
-                *_span_time_bounds(query, days, trace_table),
-                functools.reduce(operator.or_, span_preds),
-            )
+            spans.filter(*span_filter)
             .group_by("trace_id")
             .agg([p.any().alias(SPAN_MATCH.format(i)) for i, p in enumerate(span_preds)])
         )
-        lf = lf.join(matched, on="trace_id", how="left").with_columns(
+        required = query.compiled.span_required
+        if required is not None:  # traces without such span matches cannot match: no need to join them
+            matched = matched.filter(required)
+        lf = lf.join(matched, on="trace_id", how="left" if required is None else "inner").with_columns(
             pl.col(SPAN_MATCH.format(i)).fill_null(False) for i in range(len(span_preds))
         )
     return lf.filter(query.compiled.predicate) if query.compiled.predicate is not None else lf
@@ -427,11 +402,11 @@ def search_traces(
     windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else []
     found: list[pl.DataFrame] = []
     for window in windows:
-        lf = _filtered(query, traces, spans, window, trace_table)
+        lf = _filtered(query, traces, spans, window)
         found.append(_top_keys(query, lf, cursor, limit - sum(map(len, found))))
         if sum(map(len, found)) >= limit:
             break
-    top = pl.concat(found) if found else _top_keys(query, _filtered(query, traces, spans, None, trace_table), cursor, limit)
+    top = pl.concat(found) if found else _top_keys(query, _filtered(query, traces, spans), cursor, limit)
     key_names = [_KEY.format(i) for i in range(len(query.keys))]
     token = None
     if top.height > max_results:
@@ -455,6 +430,6 @@ def count_traces(
     """How many traces match (same filter and time range as `search_traces`), at the latest version."""
     warehouse, options = warehouse_location(warehouse, storage_options)
     query = _build_query(filter_string, None, start_time, end_time)
-    trace_table, traces = open_delta("trace_info", warehouse, options)
+    _, traces = open_table("trace_info", warehouse, options)
     spans = open_table("span_data", warehouse, options)[1] if query.compiled.span_predicates else None
-    return int(_filtered(query, traces, spans, None, trace_table).select(pl.len()).collect().item())
+    return int(_filtered(query, traces, spans).select(pl.len()).collect().item())

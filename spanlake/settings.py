@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     encoding: Encoding = Field("otlp_proto", description="Encoding assumed when a message has no content-type header.")
     flush_spans: int = Field(50_000, gt=0, description="Flush a micro-batch at this many spans ...")
     flush_bytes: int = Field(32 * 1024 * 1024, gt=0, description="... or this many message bytes ...")
-    flush_seconds: float = Field(2.0, gt=0, description="... or when its oldest message is this old.")
+    flush_seconds: float = Field(1.0, gt=0, description="... or when its oldest message is this old.")
     mask: bool = Field(False, description="Mask e-mails, phone and card numbers, API keys in span text before writing.")
     mask_rules: list[dict[str, str]] = Field(
         default_factory=list, description='Extra masking rules as JSON: [{"name", "pattern", "replacement"}].'
