@@ -83,9 +83,9 @@ def decode(
         raise DecodeError("empty message: expected an OTLP ExportTraceServiceRequest")
     if encoding == "otlp_json":
         return _decode_json(value)
-    if NATIVE if native is None else native:
-        return _decode_proto_native(value)
-    return _decode_proto(value)
+    if native is None:
+        native = NATIVE
+    return _decode_proto_native(value) if native else _decode_proto(value)
 
 
 # --- protobuf ---------------------------------------------------------------------------

@@ -177,7 +177,8 @@ class Workload:
         shape = self.rng.choice(SERVICES[service])
         tracer = self.providers[(service, self._weighted(ENVIRONMENTS))].get_tracer("spanlake.workload", "0.1.0")
         clock = Clock(self.start_ns + int(index * spacing_ms * 1e6))
-        user = self.users[min(int(self.rng.paretovariate(1.2)) - 1, len(self.users) - 1)]
+        # a long tail of users: the busiest has ~5% of the traffic
+        user = self.users[min(int((self.rng.paretovariate(1.1) - 1) * 20), len(self.users) - 1)]
         question = self.rng.choice(QUESTIONS).format(n=self.rng.randint(100, 999))
         root = self._span(tracer, f"{shape}.request", None, clock.now_ns, SpanKind.SERVER, {
             "gen_ai.operation.name": "invoke_agent" if shape == "agent" else "invoke_workflow",

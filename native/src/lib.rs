@@ -250,36 +250,36 @@ impl Msg {
             (Msg::EntityRef, 1..=4) => Str, // schema_url, type, id_keys, description_keys
             (Msg::ScopeSpans, 1) => Message(Msg::Scope),
             (Msg::ScopeSpans, 2) => Message(Msg::Span),
-            (Msg::ScopeSpans, 3) => Str,       // schema_url
-            (Msg::Scope, 1 | 2) => Str,        // name, version
+            (Msg::ScopeSpans, 3) => Str, // schema_url
+            (Msg::Scope, 1 | 2) => Str,  // name, version
             (Msg::Scope, 3) => Message(Msg::KeyValue),
             (Msg::Scope, 4) => Varint,
-            (Msg::Span, 1 | 2 | 4) => Bytes,   // trace_id, span_id, parent_span_id
-            (Msg::Span, 3 | 5) => Str,         // trace_state, name
+            (Msg::Span, 1 | 2 | 4) => Bytes, // trace_id, span_id, parent_span_id
+            (Msg::Span, 3 | 5) => Str,       // trace_state, name
             (Msg::Span, 6 | 10 | 12 | 14) => Varint, // kind, dropped_*_count
-            (Msg::Span, 7 | 8) => Fixed64,     // start/end_time_unix_nano
+            (Msg::Span, 7 | 8) => Fixed64,   // start/end_time_unix_nano
             (Msg::Span, 9) => Message(Msg::KeyValue),
             (Msg::Span, 11) => Message(Msg::Event),
             (Msg::Span, 13) => Message(Msg::Link),
             (Msg::Span, 15) => Message(Msg::Status),
-            (Msg::Span, 16) => Fixed32,        // flags
-            (Msg::Event, 1) => Fixed64,        // time_unix_nano
-            (Msg::Event, 2) => Str,            // name
+            (Msg::Span, 16) => Fixed32, // flags
+            (Msg::Event, 1) => Fixed64, // time_unix_nano
+            (Msg::Event, 2) => Str,     // name
             (Msg::Event, 3) => Message(Msg::KeyValue),
             (Msg::Event, 4) => Varint,
             (Msg::Link, 1 | 2) => Bytes,
-            (Msg::Link, 3) => Str,             // trace_state
+            (Msg::Link, 3) => Str, // trace_state
             (Msg::Link, 4) => Message(Msg::KeyValue),
             (Msg::Link, 5) => Varint,
-            (Msg::Link, 6) => Fixed32,         // flags
-            (Msg::Status, 2) => Str,           // message
-            (Msg::Status, 3) => Varint,        // code
-            (Msg::KeyValue, 1) => Str,         // key
+            (Msg::Link, 6) => Fixed32,  // flags
+            (Msg::Status, 2) => Str,    // message
+            (Msg::Status, 3) => Varint, // code
+            (Msg::KeyValue, 1) => Str,  // key
             (Msg::KeyValue, 2) => Message(Msg::AnyValue),
-            (Msg::KeyValue, 3) => Varint,      // key_strindex
-            (Msg::AnyValue, 1) => Str,         // string_value
+            (Msg::KeyValue, 3) => Varint,         // key_strindex
+            (Msg::AnyValue, 1) => Str,            // string_value
             (Msg::AnyValue, 2 | 3 | 8) => Varint, // bool_value, int_value, string_value_strindex
-            (Msg::AnyValue, 4) => Fixed64,     // double_value
+            (Msg::AnyValue, 4) => Fixed64,        // double_value
             (Msg::AnyValue, 5) => Message(Msg::ArrayValue),
             (Msg::AnyValue, 6) => Message(Msg::KeyValueList),
             (Msg::AnyValue, 7) => Bytes,
@@ -338,7 +338,15 @@ fn check(r: &mut Reader, end: usize, msg: Msg, depth: i32) -> Result<(), Bad> {
                         if depth < 1 {
                             return Err(Bad::Depth);
                         }
-                        check(&mut Reader { buf: r.buf, pos: start }, start + size, sub, depth - 1)?;
+                        check(
+                            &mut Reader {
+                                buf: r.buf,
+                                pos: start,
+                            },
+                            start + size,
+                            sub,
+                            depth - 1,
+                        )?;
                     }
                     _ => {
                         if start + size > end {
@@ -520,12 +528,24 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyString> {
     let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(B64[(n >> 18) as usize & 63]);
         out.push(B64[(n >> 12) as usize & 63]);
-        out.push(if chunk.len() > 1 { B64[(n >> 6) as usize & 63] } else { b'=' });
-        out.push(if chunk.len() > 2 { B64[n as usize & 63] } else { b'=' });
+        out.push(if chunk.len() > 1 {
+            B64[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if chunk.len() > 2 {
+            B64[n as usize & 63]
+        } else {
+            b'='
+        });
     }
     PyString::new(py, text(&out))
 }
@@ -752,13 +772,25 @@ impl<'py, 'a> Builder<'py, 'a> {
         }
         let name = PyString::new(py, text(name));
         if let Some(problem) = span_problem(trace_id, span_id, parent, start, end) {
-            let tid = if trace_id.len() == 16 { hex(py, trace_id).into_any() } else { py.None().into_bound(py) };
-            let sid = if span_id.len() == 8 { hex(py, span_id).into_any() } else { py.None().into_bound(py) };
+            let tid = if trace_id.len() == 16 {
+                hex(py, trace_id).into_any()
+            } else {
+                py.None().into_bound(py)
+            };
+            let sid = if span_id.len() == 8 {
+                hex(py, span_id).into_any()
+            } else {
+                py.None().into_bound(py)
+            };
             let error = format!("span {}: {}", name.repr()?, problem);
             let reject = self.reject_cls.call1((tid, sid, error))?;
             return self.rejects.append(reject);
         }
-        let parent_id = if parent.iter().any(|&b| b != 0) { hex(py, parent).into_any() } else { py.None().into_bound(py) };
+        let parent_id = if parent.iter().any(|&b| b != 0) {
+            hex(py, parent).into_any()
+        } else {
+            py.None().into_bound(py)
+        };
         let status_message = if status_message.is_empty() {
             py.None().into_bound(py)
         } else {
@@ -805,25 +837,46 @@ fn status_name(py: Python<'_>, code: i32) -> &Bound<'_, PyString> {
 }
 
 /// `_span_problem` in ingest/otlp.py, check for check and word for word.
-fn span_problem(trace_id: &[u8], span_id: &[u8], parent: &[u8], start: u64, end: u64) -> Option<String> {
+fn span_problem(
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent: &[u8],
+    start: u64,
+    end: u64,
+) -> Option<String> {
     let all_zero = |b: &[u8]| b.iter().all(|&x| x == 0);
     if trace_id.len() != 16 || all_zero(trace_id) {
-        return Some(format!("trace_id must be 16 non-zero bytes, got {} bytes", trace_id.len()));
+        return Some(format!(
+            "trace_id must be 16 non-zero bytes, got {} bytes",
+            trace_id.len()
+        ));
     }
     if span_id.len() != 8 || all_zero(span_id) {
-        return Some(format!("span_id must be 8 non-zero bytes, got {} bytes", span_id.len()));
+        return Some(format!(
+            "span_id must be 8 non-zero bytes, got {} bytes",
+            span_id.len()
+        ));
     }
     if !parent.is_empty() && parent.len() != 8 {
-        return Some(format!("parent_span_id must be empty or 8 bytes, got {} bytes", parent.len()));
+        return Some(format!(
+            "parent_span_id must be empty or 8 bytes, got {} bytes",
+            parent.len()
+        ));
     }
     if !(MIN_TIME_NS..MAX_TIME_NS).contains(&start) {
-        return Some(format!("start_time_unix_nano {start} is outside 2000-01-01..2100-01-01"));
+        return Some(format!(
+            "start_time_unix_nano {start} is outside 2000-01-01..2100-01-01"
+        ));
     }
     if !(MIN_TIME_NS..MAX_TIME_NS).contains(&end) {
-        return Some(format!("end_time_unix_nano {end} is outside 2000-01-01..2100-01-01"));
+        return Some(format!(
+            "end_time_unix_nano {end} is outside 2000-01-01..2100-01-01"
+        ));
     }
     if end < start {
-        return Some(format!("end_time_unix_nano {end} is before start_time_unix_nano {start}"));
+        return Some(format!(
+            "end_time_unix_nano {end} is before start_time_unix_nano {start}"
+        ));
     }
     None
 }
@@ -838,13 +891,25 @@ fn decode_proto<'py>(
     span_cls: Bound<'py, PyAny>,
     reject_cls: Bound<'py, PyAny>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
-    if let Err(bad) = check(&mut Reader { buf: value, pos: 0 }, value.len(), Msg::Request, MAX_DEPTH) {
+    if let Err(bad) = check(
+        &mut Reader { buf: value, pos: 0 },
+        value.len(),
+        Msg::Request,
+        MAX_DEPTH,
+    ) {
         return Err(DecodeError::new_err(format!(
             "Error parsing message with type '{REQUEST_TYPE}': {}",
             bad.upb_text()
         )));
     }
-    let builder = Builder { py, keys: RefCell::default(), span_cls, reject_cls, spans: PyList::empty(py), rejects: PyList::empty(py) };
+    let builder = Builder {
+        py,
+        keys: RefCell::default(),
+        span_cls,
+        reject_cls,
+        spans: PyList::empty(py),
+        rejects: PyList::empty(py),
+    };
     builder.request(value)?;
     Ok((builder.spans, builder.rejects))
 }

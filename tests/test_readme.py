@@ -1,0 +1,38 @@
+"""The README's analyst examples run as written against a freshly ingested warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import create_topic, ingest
+
+from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.ingest.workload import Workload
+from spanlake.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_block_after(marker: str) -> str:
+    text = README.read_text().split(marker, 1)[1]
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_five_analyst_questions_run_and_answer(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    create_topic(settings, partitions=1)
+    Workload(KafkaSpanExporter(settings.bootstrap_servers, settings.topic), seed=4).run(400)
+    ingest(settings)
+    monkeypatch.setenv("SPANLAKE_WAREHOUSE", settings.warehouse)  # scan() reads it, as for an analyst
+
+    answers: dict = {}
+    exec(python_block_after("Five questions an analyst asks"), answers)  # noqa: S102 - our own README
+
+    assert answers["slowest_tools"]["name"].str.starts_with("execute_tool").all()
+    assert answers["slowest_tools"]["p95_ms"].is_sorted(descending=True)
+    assert answers["cost_per_user_day"]["usd"].sum() > 0
+    rates = answers["error_rate_by_model"]
+    assert rates.height >= 5 and rates["error_rate"].max() < 0.5  # a few percent of calls fail
+    assert answers["busiest_sessions"]["turns"].max() > 1
+    failed = answers["failed_tool_traces"]
+    assert failed.height > 0 and set(failed["root_span_name"]) == {"agent.request"}
