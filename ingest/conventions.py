@@ -627,8 +627,9 @@ def _inclusive(
     if output_tokens is not None and reasoning is not None and reasoning > output_tokens:
         output_tokens += reasoning
         additive = True
-    if input_tokens is not None and output_tokens is not None:
-        both = input_tokens + output_tokens
+    if input_tokens is not None or output_tokens is not None:
+        # An embedding call reports input only: its total is that input, not unknown.
+        both = (input_tokens or 0) + (output_tokens or 0)
         # A total reported next to additive buckets left the cached part out as well.
         if total_tokens is None or (additive and total_tokens < both):
             total_tokens = both

