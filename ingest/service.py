@@ -81,6 +81,7 @@ class SpanIngestor:
         )
         self.maintenance = MaintenanceSchedule(settings) if settings.maintenance_interval_seconds else None
         self.buffer: list[Decoded] = []
+        self.buffer_lock = threading.Lock()
         self.buffer_spans = 0
         self.buffer_bytes = 0
         self.buffer_started = 0.0
@@ -102,9 +103,10 @@ class SpanIngestor:
     def drop(self, partitions: set[TopicPartition]) -> None:
         """Forget buffered records of partitions we no longer own; their next owner re-reads them."""
         gone = {tp.partition for tp in partitions}
-        self.buffer = [d for d in self.buffer if d.record.partition not in gone]
-        self.buffer_spans = sum(len(d.spans) for d in self.buffer)
-        self.buffer_bytes = sum(len(d.record.value or b"") for d in self.buffer)
+        with self.buffer_lock:  # rebalance callbacks run on kafka-python's IO thread
+            self.buffer = [d for d in self.buffer if d.record.partition not in gone]
+            self.buffer_spans = sum(len(d.spans) for d in self.buffer)
+            self.buffer_bytes = sum(len(d.record.value or b"") for d in self.buffer)
         self.sink.forget(gone)
 
     def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
@@ -153,12 +155,13 @@ class SpanIngestor:
         self.kafka_errors = 0
         count = 0
         for records in batches.values():
-            if not self.buffer:
-                self.buffer_started = time.monotonic()
             decoded = self.sink.decode(records)  # decoding here lets the batch be sized in spans
-            self.buffer.extend(decoded)
-            self.buffer_spans += sum(len(d.spans) for d in decoded)
-            self.buffer_bytes += sum(len(r.value or b"") for r in records)
+            with self.buffer_lock:
+                if not self.buffer:
+                    self.buffer_started = time.monotonic()
+                self.buffer.extend(decoded)
+                self.buffer_spans += sum(len(d.spans) for d in decoded)
+                self.buffer_bytes += sum(len(r.value or b"") for r in records)
             count += len(records)
         return count
 
@@ -187,17 +190,18 @@ class SpanIngestor:
             self.after_commit(batch, result)
 
     def take_batch(self) -> list[Decoded]:
-        spans = nbytes = 0
-        for i, d in enumerate(self.buffer):
-            spans += len(d.spans)
-            nbytes += len(d.record.value or b"")
-            if spans >= self.settings.flush_spans or nbytes >= self.settings.flush_bytes:
-                break
-        batch, self.buffer = self.buffer[: i + 1], self.buffer[i + 1 :]
-        self.buffer_spans -= spans
-        self.buffer_bytes -= nbytes
-        self.buffer_started = time.monotonic()
-        return batch
+        with self.buffer_lock:
+            spans = nbytes = 0
+            for i, d in enumerate(self.buffer):
+                spans += len(d.spans)
+                nbytes += len(d.record.value or b"")
+                if spans >= self.settings.flush_spans or nbytes >= self.settings.flush_bytes:
+                    break
+            batch, self.buffer = self.buffer[: i + 1], self.buffer[i + 1 :]
+            self.buffer_spans -= spans
+            self.buffer_bytes -= nbytes
+            self.buffer_started = time.monotonic()
+            return batch
 
     def after_commit(self, batch: list[Decoded], result: BatchResult) -> None:
         self.commit_offsets(batch)
