@@ -260,6 +260,23 @@ def _cursor_values(last: pl.DataFrame, n_keys: int) -> list[Any]:
     return list(row)
 
 
+def trace_id_in(ids: Sequence[str], max_terms: int = 128) -> pl.Expr:
+    """`trace_id` is one of `ids`, written so that min/max statistics prune: Polars skips files
+    and row groups for an OR of equalities or ranges, but not for `is_in`. span_data is sorted
+    by trace_id, so a page's ids touch one row group per day each. Beyond `max_terms` ids, the
+    sorted ids are cut into `max_terms` ranges (pruning) under an exact `is_in`."""
+    unique = sorted(set(ids))
+    col = pl.col("trace_id")
+    if not unique:
+        return pl.lit(False)
+    if len(unique) <= max_terms:
+        return functools.reduce(operator.or_, [col == pl.lit(i, dtype=pl.String) for i in unique])
+    step = -(-len(unique) // max_terms)
+    chunks = (unique[i : i + step] for i in range(0, len(unique), step))
+    ranges = [col.is_between(pl.lit(c[0], dtype=pl.String), pl.lit(c[-1], dtype=pl.String)) for c in chunks]
+    return col.is_in(pl.Series(unique, dtype=pl.String).implode()) & functools.reduce(operator.or_, ranges)
+
+
 def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
     """Add `spans`: each trace's span_data rows (structs without trace_id) by start_time."""
     dtype = pl.List(pl.Struct({k: v for k, v in spans.collect_schema().items() if k != "trace_id"}))
@@ -272,7 +289,7 @@ def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
     grouped = (
         spans.filter(
             pl.col("day").is_between(first_day, hi + _ONE_DAY),
-            pl.col("trace_id").is_in(frame["trace_id"].implode()),
+            trace_id_in(frame["trace_id"].to_list()),
         )
         .group_by("trace_id")
         .agg(pl.struct(pl.exclude("trace_id")).sort_by("start_time", "span_id").alias("spans"))
@@ -293,10 +310,11 @@ def _walk_direction(query: _Query) -> bool | None:
     return None
 
 
-def _walk_windows(query: _Query, table: DeltaTable, cursor: _Cursor | None, descending: bool) -> list[Days]:
+def _walk_windows(query: _Query, table: DeltaTable, cursor: _Cursor | None, descending: bool) -> list[Days] | None:
     """Day ranges to read one after another: the table's day partitions within the query's
     bounds (and on the cursor's side of the page boundary), in sort order, in windows of 1, 1,
-    2, 4, ... days, so a rare filter over a long range costs log2(days) scans, not one per day."""
+    2, 4, ... days, so a rare filter over a long range costs log2(days) scans, not one per day.
+    None when the table is not partitioned by a non-null day (then: one scan)."""
     lo, hi = query.days
     name = query.keys[0][0].meta.output_name()
     if cursor is not None and cursor.after[0] is not None:
@@ -309,14 +327,10 @@ def _walk_windows(query: _Query, table: DeltaTable, cursor: _Cursor | None, desc
             hi = min(hi, cut) if hi else cut
         elif cut is not None:
             lo = max(lo, cut) if lo else cut
-    days = sorted(
-        {
-            dt.date.fromisoformat(part["day"])
-            for part in table.partitions()
-            if part.get("day")
-        }
-    )
-    days = [d for d in days if (lo is None or d >= lo) and (hi is None or d <= hi)]
+    values = {part.get("day") for part in table.partitions()}
+    if None in values:
+        return None
+    days = sorted(d for d in map(dt.date.fromisoformat, values) if (lo is None or d >= lo) and (hi is None or d <= hi))
     if descending:
         days.reverse()
     windows, i, size = [], 0, 1
@@ -335,12 +349,12 @@ def _top_keys(query: _Query, lf: pl.LazyFrame, cursor: _Cursor | None, limit: in
     if cursor is not None:
         lf = lf.filter(_after(lf.collect_schema(), query, cursor.after))
     key_names = [_KEY.format(i) for i in range(len(query.keys))]
-    return (
+    plan = (
         lf.sort(key_names, descending=[d for _, d in query.keys], nulls_last=True)
         .head(limit)
         .select(*key_names, "request_time", "day")
-        .collect()
     )
+    return plan.collect() if limit > 0 else pl.DataFrame(schema=plan.collect_schema())
 
 
 def _page_rows(traces: pl.LazyFrame, top: pl.DataFrame, trace_id_key: str) -> pl.DataFrame:
@@ -399,14 +413,17 @@ def search_traces(
 
     limit = max_results + 1  # one extra row says whether another page exists
     descending = _walk_direction(query)
-    windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else []
-    found: list[pl.DataFrame] = []
-    for window in windows:
-        lf = _filtered(query, traces, spans, window)
-        found.append(_top_keys(query, lf, cursor, limit - sum(map(len, found))))
-        if sum(map(len, found)) >= limit:
-            break
-    top = pl.concat(found) if found else _top_keys(query, _filtered(query, traces, spans), cursor, limit)
+    windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else None
+    if windows is None:
+        top = _top_keys(query, _filtered(query, traces, spans), cursor, limit)
+    else:  # a few days at a time, in sort order, until the page is full
+        found = [_top_keys(query, _filtered(query, traces, spans), cursor, 0)]  # no rows: the schema
+        for window in windows:
+            found.append(_top_keys(query, _filtered(query, traces, spans, window), cursor, limit))
+            limit -= found[-1].height
+            if limit <= 0:
+                break
+        top = pl.concat(found)
     key_names = [_KEY.format(i) for i in range(len(query.keys))]
     token = None
     if top.height > max_results:

@@ -149,17 +149,13 @@ def get_trace(
     _, span_scan = open_table("span_data", warehouse, options)
     same_id = pl.col("trace_id") == pl.lit(trace_id, dtype=pl.String)
     spans = span_scan.filter(same_id).collect()
-    rows = pl.DataFrame()
-    if spans.height:
+    if spans.is_empty():
+        rows = traces.filter(same_id).collect()
+    else:
         first: dt.datetime = spans["start_time"].min()  # type: ignore[assignment]
-        rows = traces.filter(
-            pl.col("day") == first.date(), pl.col("request_time") == pl.lit(first), same_id
-        ).collect()
+        rows = traces.filter(pl.col("day") == first.date(), pl.col("request_time") == first, same_id).collect()
         if rows.is_empty():  # request_time is the earliest start: the row is on that day or before
             rows = traces.filter(pl.col("day") <= first.date(), same_id).collect()
-    else:
-        rows = traces.filter(same_id).collect()
     if rows.is_empty():
         raise TraceNotFoundError(f"no trace with id {trace_id!r} in {warehouse}")
-    info = rows.row(0, named=True)
-    return Trace(info, order_spans(spans.to_dicts()))
+    return Trace(rows.row(0, named=True), order_spans(spans.to_dicts()))

@@ -257,6 +257,21 @@ def test_deep_nesting_is_a_filter_error() -> None:
     assert parse_filter("(" * 60 + "state = 'OK'" + ")" * 60).field == ("state",)  # type: ignore[union-attr]
 
 
+def test_span_required_is_a_necessary_condition_on_the_span_matches() -> None:
+    import polars as pl
+
+    m0, m1 = pl.col("__span_match_0"), pl.col("__span_match_1")
+
+    def required(text: str) -> pl.Expr | None:
+        return compile_filter(text).span_required
+
+    assert required("span.type = 'LLM' AND span.status = 'ERROR'").meta.eq(m0 & m1)  # type: ignore[union-attr]
+    assert required("state = 'OK' AND span.type = 'LLM'").meta.eq(m0)  # type: ignore[union-attr]
+    assert required("(span.type = 'LLM' OR span.name = 'x') AND state = 'OK'").meta.eq(m0 | m1)  # type: ignore[union-attr]
+    for text in ("span.type = 'LLM' OR state = 'OK'", "NOT span.type = 'LLM'", "state = 'OK'", None):
+        assert required(text) is None, text  # a trace can match with no span match at all
+
+
 GRAMMAR_BITS = ["state", "tags", "span", "attributes", "trace", "timestamp_ms", "error_count", "text", ".", "`k.x`",
                 "=", "!=", "<", ">=", "LIKE", "IN", "NOT", "IS", "NULL", "AND", "OR", "(", ")", ",", "'v'", "\"v\"",
                 "'%a_'", "1", "-2.5e3", "99999999999999999999", "'2024-05-01'", " ", "\\", "'", "`", ";"]  # fmt: skip

@@ -317,6 +317,33 @@ def test_get_trace_unknown_id(lake) -> None:
     assert isinstance(err.value, SpanlakeError)
 
 
+def test_get_trace_when_request_time_is_not_the_earliest_stored_span(tmp_path: Path) -> None:
+    rnd = random.Random(9)
+    start = dt.datetime(2024, 5, 2, 10, tzinfo=UTC)
+    moved, moved_spans = make_trace(rnd, start, n_spans=2)
+    earlier = start - dt.timedelta(hours=30)  # the row says the trace began a day earlier
+    moved.update(request_time=earlier, day=earlier.date())
+    lonely, _ = make_trace(rnd, start, n_spans=0)  # a row whose spans are gone
+    write(tmp_path, "trace_info", [moved, lonely])
+    write(tmp_path, "span_data", moved_spans)
+    trace = get_trace(moved["trace_id"], warehouse=str(tmp_path))
+    assert trace.info["day"] == earlier.date() and len(trace.spans) == 3
+    alone = get_trace(lonely["trace_id"], warehouse=str(tmp_path))
+    assert alone.info["trace_id"] == lonely["trace_id"] and alone.spans == []
+
+
+def test_trace_id_in_matches_is_in_for_short_and_long_lists() -> None:
+    from spanlake.query.search import trace_id_in
+
+    rnd = random.Random(4)
+    ids = sorted({_hex(rnd, 32) for _ in range(1000)})
+    frame = pl.DataFrame({"trace_id": ids})
+    assert frame.filter(trace_id_in([])).is_empty()
+    for n in (1, 50, 128, 129, 700):
+        wanted = rnd.sample(ids, n) + ["f" * 32]  # plus one id that is not there
+        assert frame.filter(trace_id_in(wanted))["trace_id"].to_list() == sorted(set(wanted) & set(ids))
+
+
 def test_order_spans_survives_parent_cycles() -> None:
     from spanlake.query.traces import order_spans
 
