@@ -34,7 +34,7 @@ from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.rows import SpanRows, span_data_only
 from spanlake.ingest.trace_rollup import merge_traces
-from spanlake.tables.delta import NO_CHECKPOINT, WRITER_PROPERTIES, offset_commit, open_or_create, stored_offset
+from spanlake.tables.delta import NO_CHECKPOINT, offset_commit, open_or_create, stored_offset, writer_properties
 from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TABLES, TRACE_INFO, TableSpec
 
 logger = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ class DeltaSink:
         spec = TABLES[name]
         write_deltalake(
             self.tables[name], data, mode="append", partition_by=list(spec.partition_by), commit_properties=txn,
-            writer_properties=WRITER_PROPERTIES, post_commithook_properties=NO_CHECKPOINT,
+            writer_properties=writer_properties(spec), post_commithook_properties=NO_CHECKPOINT,
         )  # fmt: skip
 
     def _without_stored(self, spans: pa.Table) -> tuple[pa.Table, int]:

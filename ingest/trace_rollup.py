@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable
 
-from spanlake.tables.delta import NO_CHECKPOINT, WRITER_PROPERTIES
+from spanlake.tables.delta import NO_CHECKPOINT, writer_properties
+from spanlake.tables.schemas import TRACE_INFO
 
 
 def _add(col: str) -> str:
@@ -73,7 +74,7 @@ def merge_traces(table: DeltaTable, partials: pa.Table, commit: CommitProperties
             predicate=f"t.trace_id = s.trace_id AND t.day IN ({days})",
             source_alias="s",
             target_alias="t",
-            writer_properties=WRITER_PROPERTIES,
+            writer_properties=writer_properties(TRACE_INFO),
             commit_properties=commit,
             post_commithook_properties=NO_CHECKPOINT,
         )

@@ -14,6 +14,11 @@ from spanlake.tables.schemas import TableSpec
 
 # One codec for every operation: delta-rs otherwise picks a different one per operation.
 WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
+
+
+def writer_properties(spec: TableSpec) -> WriterProperties:
+    """WRITER_PROPERTIES with the table's row-group size: every writer of a table uses this."""
+    return WriterProperties(compression="ZSTD", compression_level=3, max_row_group_size=spec.row_group_rows)
 # Checkpoints are written by maintenance, off the ingest hot path.
 NO_CHECKPOINT = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 

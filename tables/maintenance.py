@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from spanlake.errors import ConfigError
-from spanlake.tables.delta import NO_CHECKPOINT, WRITER_PROPERTIES
+from spanlake.tables.delta import NO_CHECKPOINT, writer_properties
 from spanlake.tables.schemas import TABLES, spec
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,8 @@ def _rewrite_days(
         if not _retrying("renew lease", lease.renew, report, policy):
             report.skipped.append(f"{step} and later rewrites: lost the lease to another maintenance run")
             return
-        run = lambda d=day, z=z_order_by: _rewrite(table, d, policy, z)  # noqa: E731
+        props = writer_properties(spec(report.table))
+        run = lambda d=day, z=z_order_by: _rewrite(table, d, policy, z, props)  # noqa: E731
         metrics = _retrying(step, run, report, policy)
         if _count(report, metrics):
             (report.days_ordered if z_order_by else report.days_compacted).append(day)
@@ -335,13 +336,15 @@ def plan_days(
     return order, compact
 
 
-def _rewrite(table: DeltaTable, day: dt.date, policy: MaintenancePolicy, z_order_by: str | None) -> dict[str, Any]:
+def _rewrite(
+    table: DeltaTable, day: dt.date, policy: MaintenancePolicy, z_order_by: str | None, props: WriterProperties
+) -> dict[str, Any]:
     """One day, one commit: z-order on a single column (a sort), or a plain compaction."""
     table.update_incremental()  # start from the newest version: a shorter window for conflicts
     args: dict[str, Any] = dict(
         partition_filters=[("day", "=", day.isoformat())],
         target_size=policy.target_size,
-        writer_properties=WRITER_PROPERTIES,
+        writer_properties=props,
         post_commithook_properties=NO_CHECKPOINT,
     )
     if z_order_by is None:
