@@ -58,16 +58,25 @@ def produce_steadily(bootstrap: str, topic: str, messages: list[bytes], spans_pe
 
 
 def fresh_copy(message: bytes, round_: int) -> bytes:
-    """The message with new trace ids for each pass over the corpus: every span is new."""
+    """The message as new traffic for each pass over the corpus: new trace ids, and times moved
+    on by a pass's length (so the spans are new and arrive in time order, as in production)."""
     if round_ == 0:
         return message
     request = ExportTraceServiceRequest.FromString(message)
     salt = round_.to_bytes(16, "big")
+    shift = round_ * CORPUS_SPAN_NS
     for rs in request.resource_spans:
         for ss in rs.scope_spans:
             for span in ss.spans:
                 span.trace_id = bytes(a ^ b for a, b in zip(span.trace_id, salt))
+                span.start_time_unix_nano += shift
+                span.end_time_unix_nano += shift
+                for event in span.events:
+                    event.time_unix_nano += shift
     return request.SerializeToString()
+
+
+CORPUS_SPAN_NS = 3_600 * 10**9  # build_messages spreads its traces over less than an hour
 
 
 def visible_at(warehouse: str) -> dict[tuple[int, int], float]:
