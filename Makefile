@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml $(wildcard native/Cargo.* native/pyproject.toml native/
 
 setup: $(STAMP)  ## Python packages into .venv (Kafka's jars are fetched by the first broker start)
 
-demo: setup  ## broker, production-like traffic, ingest, jobs, dashboard
+demo: setup  ## local broker, production-like traffic, ingest, a summary
 	$(BIN)/spanlake demo
 
 test: setup  ## the whole test suite, against a real local broker

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,22 +53,53 @@ def send_raw(settings: Settings, values: Sequence[bytes], *, partition: int = 0,
     producer.close()
 
 
-def ingest_subprocess(settings: Settings, *, crash_at: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run `spanlake ingest --until-idle` as its own process (so it can be SIGKILLed)."""
-    env = {
+def ingest_env(settings: Settings, *, crash_at: str = "") -> dict[str, str]:
+    """The environment that makes a `spanlake ingest` process use these settings."""
+    return {
         **os.environ,
         "SPANLAKE_WAREHOUSE": settings.warehouse,
         "SPANLAKE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "SPANLAKE_TOPIC": settings.topic,
         "SPANLAKE_GROUP": settings.group,
         "SPANLAKE_FLUSH_SPANS": str(settings.flush_spans),
+        "SPANLAKE_FLUSH_SECONDS": str(settings.flush_seconds),
         "SPANLAKE_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "SPANLAKE_CRASH_AT": crash_at,
     }
-    spanlake = Path(sys.executable).parent / "spanlake"
+
+
+SPANLAKE = str(Path(sys.executable).parent / "spanlake")
+
+
+def ingest_subprocess(settings: Settings, *, crash_at: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run `spanlake ingest --until-idle` as its own process (so it can be SIGKILLed)."""
     return subprocess.run(
-        [str(spanlake), "ingest", "--until-idle"], env=env, capture_output=True, text=True, timeout=timeout
+        [SPANLAKE, "ingest", "--until-idle"], env=ingest_env(settings, crash_at=crash_at), capture_output=True,
+        text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def start_ingest(settings: Settings, log: Path) -> subprocess.Popen:
+    """A long-running `spanlake ingest` (until SIGTERM), its output in `log`."""
+    return subprocess.Popen(
+        [SPANLAKE, "ingest"], env=ingest_env(settings), stdout=log.open("w"), stderr=subprocess.STDOUT
     )
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def span_count(settings: Settings) -> int:
+    try:
+        return read(settings, "span_data").height
+    except Exception:  # the table may not exist yet
+        return 0
 
 
 def read(settings: Settings, table: str) -> pl.DataFrame:

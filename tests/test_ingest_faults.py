@@ -13,8 +13,7 @@ import pytest
 from kafka import KafkaProducer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import create_topic, ingest, read
-from test_ingest_scale_out import span_count, start_ingest, wait_for
+from support import create_topic, ingest, read, span_count, start_ingest, wait_for
 
 from spanlake.broker import free_port, start_broker, stop_broker
 from spanlake.ingest.workload import Workload

@@ -3,11 +3,8 @@ one process killed and one added mid-stream, and still exact counts and one row 
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,40 +13,10 @@ import polars as pl
 from kafka import KafkaProducer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import create_topic, read
+from support import create_topic, read, span_count, start_ingest, wait_for
 
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings
-
-
-def start_ingest(settings: Settings, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "SPANLAKE_WAREHOUSE": settings.warehouse,
-        "SPANLAKE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SPANLAKE_TOPIC": settings.topic,
-        "SPANLAKE_GROUP": settings.group,
-        "SPANLAKE_FLUSH_SECONDS": "0.5",
-        "SPANLAKE_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-    }
-    spanlake = Path(sys.executable).parent / "spanlake"
-    return subprocess.Popen([str(spanlake), "ingest"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def span_count(settings: Settings) -> int:
-    try:
-        return read(settings, "span_data").height
-    except Exception:  # the table may not exist yet
-        return 0
 
 
 def test_three_processes_unkeyed_spans_kill_one_add_one(settings: Settings, tmp_path: Path) -> None:
