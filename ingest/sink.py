@@ -8,7 +8,10 @@ Invariants (see docs/DESIGN.md):
   resets and re-seeks. The commit itself uses the same handle, so delta-rs also rejects a
   race between that check and the commit.
 - A table only takes the records above its own stored offset, so after a crash between two
-  table commits the replayed records land in the table that missed them and nowhere else.
+  table commits the replayed records land in the table that missed them and nowhere else;
+  and a table's offset never moves backwards.
+- A span span_data already holds from another message is a duplicate and is dropped.
+Each batch writes span_data, trace_info (MERGE), ingest_errors and ingest_batches in that order.
 """
 
 from __future__ import annotations
