@@ -1,1 +1,2 @@
-"""spanlake.jobs"""
+"""spanlake.jobs: batch Polars jobs over the tables (scorers, LLM-as-judge, token cost roll-ups).
+Reserved by the design card; no job is built yet."""
