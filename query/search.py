@@ -27,7 +27,8 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from spanlake.errors import FilterError, TableError
-from spanlake.query.filters import SPAN_MATCH, CompiledFilter, Literal, compile_filter, order_key, parse_time_us
+from spanlake.query.filters import SPAN_MATCH, CompiledFilter, compile_filter, order_key, parse_time_us
+from spanlake.query.grammar import Literal
 from spanlake.tables import table_uri
 from spanlake.tables.schemas import TRACE_INFO
 

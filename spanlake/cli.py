@@ -15,6 +15,7 @@ import click
 from pydantic import ValidationError
 
 from spanlake.errors import SpanlakeError
+from spanlake.query.commands import traces  # click only: importing it stays cheap
 from spanlake.settings import Settings
 from spanlake.tables.schemas import spec
 
@@ -270,6 +271,8 @@ def demo(settings: Settings, traces: int, port: int) -> None:
     )
 
 
+cli.add_command(traces)
+
+
 def main() -> None:
     cli(prog_name="spanlake")
-from spanlake.query.commands import traces as _traces; cli.add_command(_traces)  # noqa: E402, E702

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanlake.errors import FilterError, SpanlakeError
-from spanlake.query.filters import compile_filter, parse_filter, tokenize
+from spanlake.query.filters import compile_filter
+from spanlake.query.grammar import parse_filter, tokenize
 from spanlake.query.search import count_traces, search_traces
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
