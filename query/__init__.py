@@ -20,7 +20,7 @@ _EXPORTS = {
     "Trace": "spanlake.query.traces",
     "TraceNotFoundError": "spanlake.query.traces",
     "compile_filter": "spanlake.query.filters",
-    "parse_filter": "spanlake.query.filters",
+    "parse_filter": "spanlake.query.grammar",
 }
 
 __all__ = sorted(_EXPORTS)
