@@ -48,9 +48,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable, PostCommitHookProperties, WriterProperties, write_deltalake
+from deltalake import DeltaTable, PostCommitHookProperties, write_deltalake
 
-from spanlake.tables.delta import WRITER_PROPERTIES
+from spanlake.tables.delta import writer_properties
 from spanlake.tables.schemas import SPAN_DATA, STRING_MAP, TRACE_INFO
 
 US_PER_MS = 1_000
@@ -573,14 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     span_uri, trace_uri = str(out / "span_data"), str(out / "trace_info")
     target = args.target_file_mb * 1024 * 1024
     props = {
-        name: WriterProperties(
-            compression="ZSTD",
-            compression_level=3,  # WRITER_PROPERTIES' codec and level
-            max_row_group_size=rows,
-        )
-        for name, rows in (("trace_info", args.trace_row_group), ("span_data", args.span_row_group))
+        "trace_info": writer_properties(TRACE_INFO, row_group_rows=args.trace_row_group),
+        "span_data": writer_properties(SPAN_DATA, row_group_rows=args.span_row_group),
     }
-    assert WRITER_PROPERTIES.compression == "ZSTD(3)", "keep the codec in step with spanlake.tables.delta"
     no_hooks = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
     print(
         f"building {args.traces:,} traces over {args.days} days from {first_day} into {out}\n"

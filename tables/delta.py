@@ -6,19 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction, WriterProperties
 from deltalake.exceptions import TableNotFoundError
 
 from spanlake.tables.schemas import TableSpec
 
 # One codec for every operation: delta-rs otherwise picks a different one per operation.
-WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
+CODEC = {"compression": "ZSTD", "compression_level": 3}
+WRITER_PROPERTIES = WriterProperties(**CODEC)
 
 
-def writer_properties(spec: TableSpec) -> WriterProperties:
-    """WRITER_PROPERTIES with the table's row-group size: every writer of a table uses this."""
-    return WriterProperties(compression="ZSTD", compression_level=3, max_row_group_size=spec.row_group_rows)
+def writer_properties(spec: TableSpec, *, row_group_rows: int | None = None) -> WriterProperties:
+    """The codec with the table's row-group size: every writer of a table uses this."""
+    return WriterProperties(**CODEC, max_row_group_size=row_group_rows or spec.row_group_rows)
+
 # Checkpoints are written by maintenance, off the ingest hot path.
 NO_CHECKPOINT = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
@@ -53,7 +54,3 @@ def offset_commit(group: str, topic: str, last_offsets: Mapping[int, int]) -> Co
     """Commit properties that record `last_offsets` ({partition: last offset}) with the data."""
     txns = [Transaction(offset_app_id(group, topic, p), o) for p, o in sorted(last_offsets.items())]
     return CommitProperties(app_transactions=txns)
-
-
-def empty_table(spec: TableSpec) -> pa.Table:
-    return spec.schema.empty_table()

@@ -102,5 +102,18 @@ def span_count(settings: Settings) -> int:
         return 0
 
 
+def assert_exact(settings: Settings, spans: list) -> None:
+    """span_data holds exactly `spans` (SDK spans), trace_info one row per trace with its count."""
+    stored = read(settings, "span_data")
+    assert stored.height == len(spans)
+    assert sorted(stored["span_id"]) == sorted(f"{s.context.span_id:016x}" for s in spans)
+    traces = read(settings, "trace_info")
+    expected: dict[str, int] = {}
+    for s in spans:
+        key = f"{s.context.trace_id:032x}"
+        expected[key] = expected.get(key, 0) + 1
+    assert dict(zip(traces["trace_id"], traces["span_count"])) == expected
+
+
 def read(settings: Settings, table: str) -> pl.DataFrame:
     return scan(table, warehouse=settings.warehouse).collect()

@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import TeeExporter, create_topic, ingest, ingest_subprocess, read, send_raw
+from support import TeeExporter, assert_exact, create_topic, ingest, ingest_subprocess, read, send_raw
 
 from spanlake.ingest.exporter import KafkaSpanExporter, encode
 from spanlake.ingest.faults import CRASH_POINTS
@@ -156,13 +156,8 @@ def test_sigkill_mid_batch_then_restart_leaves_no_duplicate_and_no_gap(settings:
     # must not move its offset back (Delta would accept that and re-read what it holds)
     finished = ingest_subprocess(settings.model_copy(update={"flush_spans": 60}))
     assert finished.returncode == 0, finished.stderr[-2000:]
-    spans = read(settings, "span_data")
-    assert spans.height == len(tee.spans)
-    assert sorted(spans["span_id"]) == sorted(f"{s.context.span_id:016x}" for s in tee.spans)
-    traces = read(settings, "trace_info")
-    expected = expected_traces(tee.spans)
-    assert traces.height == len(expected)
-    assert dict(zip(traces["trace_id"], traces["span_count"])) == {t: e["span_count"] for t, e in expected.items()}
+    assert_exact(settings, tee.spans)
+    assert read(settings, "trace_info").height == len(expected_traces(tee.spans))
 
 
 def test_garbage_message_is_dead_lettered_and_the_partition_goes_on(settings: Settings) -> None:

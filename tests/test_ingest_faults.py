@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaProducer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import create_topic, ingest, read, span_count, start_ingest, wait_for
+from support import assert_exact, create_topic, ingest, span_count, start_ingest, wait_for
 
 from spanlake.broker import free_port, start_broker, stop_broker
 from spanlake.ingest.workload import Workload
@@ -31,18 +31,6 @@ def workload_messages(traces: int, seed: int) -> tuple[list[bytes], list]:
     for s in spans:
         by_trace.setdefault(s.context.trace_id, []).append(s)
     return [encode_spans(group).SerializeToString() for group in by_trace.values()], spans
-
-
-def assert_exact(settings: Settings, spans: list) -> None:
-    stored = read(settings, "span_data")
-    assert stored.height == len(spans)
-    assert sorted(stored["span_id"]) == sorted(f"{s.context.span_id:016x}" for s in spans)
-    traces = read(settings, "trace_info")
-    expected: dict[str, int] = {}
-    for s in spans:
-        key = f"{s.context.trace_id:032x}"
-        expected[key] = expected.get(key, 0) + 1
-    assert dict(zip(traces["trace_id"], traces["span_count"])) == expected
 
 
 def produce(settings: Settings, messages: list[bytes], *, pause_every: int = 0, pause: float = 0.0) -> None:
