@@ -385,7 +385,7 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
         .when(typ_c == T_RETR).then(jfmt('[{"doc_id":"kb-{}","score":{}}]', "n_docs", "score"))
     )  # fmt: skip
     events = pl.when(pl.col("err")).then(jfmt(
-        '[{"name":"exception","time":{},"attributes":{"exception.type":"{}","exception.message":"{}"}}]',
+        '[{"name":"exception","time_unix_nano":{},"attributes":{"exception.type":"{}","exception.message":"{}"}}]',
         pl.col("end_us") * 1000, error_type, error_msg))  # fmt: skip
     name = (
         pl.when(is_root).then(jfmt("{}.request", "shape_s"))

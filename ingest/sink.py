@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.exceptions import DeltaError
 from kafka.consumer.fetcher import ConsumerRecord
 
 from spanlake.errors import CommitConflict, DecodeError
@@ -37,7 +37,9 @@ from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.rows import SpanRows, span_data_only
 from spanlake.ingest.trace_rollup import merge_traces
-from spanlake.tables.delta import NO_CHECKPOINT, offset_commit, open_or_create, stored_offset, writer_properties
+from spanlake.tables.delta import (
+    NO_CHECKPOINT, is_commit_conflict, offset_commit, open_or_create, stored_offset, table_uri, writer_properties,
+)  # fmt: skip
 from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TABLES, TRACE_INFO, TableSpec
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ class DeltaSink:
         self.encoding: Encoding = encoding
         self.crash_at = crash_at
         self.tables: dict[str, DeltaTable] = {
-            spec.name: open_or_create(f"{warehouse.rstrip('/')}/{spec.name}", spec, storage_options)
+            spec.name: open_or_create(table_uri(warehouse, spec.name), spec, storage_options)
             for spec in SINK_TABLES
         }
         # table -> partition -> last offset this process believes the table holds (-1: none)
@@ -162,8 +164,8 @@ class DeltaSink:
             try:
                 write(txn)
                 break
-            except (CommitFailedError, DeltaError) as exc:
-                if not _is_conflict(exc) or attempt == MAX_COMMIT_ATTEMPTS - 1:
+            except DeltaError as exc:  # CommitFailedError is one
+                if not is_commit_conflict(exc) or attempt == MAX_COMMIT_ATTEMPTS - 1:
                     raise CommitConflict(f"{name}: Delta commit lost a race {attempt + 1} times: {exc}") from exc
                 logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
                 time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
@@ -291,6 +293,3 @@ class DeltaSink:
 def _same(a: list[Decoded], b: list[Decoded]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
-
-def _is_conflict(exc: Exception) -> bool:
-    return isinstance(exc, CommitFailedError) or any(w in str(exc).lower() for w in ("conflict", "concurrent"))

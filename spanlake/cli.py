@@ -255,6 +255,7 @@ def maintain(settings: Settings, tables: tuple[str, ...], days: tuple, retention
 def demo(settings: Settings, traces: int, port: int) -> None:
     """Everything at once: local broker, production-like traffic, ingest, then a summary."""
     from spanlake.broker import start_broker
+    from spanlake.tables.delta import table_uri
 
     click.echo(f"1/3 starting the local Kafka broker on port {port} (first run fetches Kafka with Maven) ...", err=True)
     info = start_broker(port=port, data_dir=DEFAULT_BROKER_DIR, cache_dir=settings.cache_dir)
@@ -266,7 +267,7 @@ def demo(settings: Settings, traces: int, port: int) -> None:
     click.echo(
         "\nThe tables are plain Delta. Try:\n"
         f"  {sys.executable} -c \"import polars as pl; "
-        f"print(pl.read_delta('{settings.table_uri('trace_info')}').group_by('service_name', 'state').len())\"\n"
+        f"print(pl.read_delta('{table_uri(settings.warehouse, 'trace_info')}').group_by('service_name', 'state').len())\"\n"
         f"The broker keeps running; stop it with: spanlake broker stop"
     )
 

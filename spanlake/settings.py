@@ -49,6 +49,3 @@ class Settings(BaseSettings):
         "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
     )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
-
-    def table_uri(self, name: str) -> str:
-        return f"{self.warehouse.rstrip('/')}/{name}"

@@ -12,13 +12,10 @@ from collections.abc import Mapping
 import polars as pl
 
 from spanlake.errors import TableError
+from spanlake.tables.delta import table_uri
 from spanlake.tables.schemas import TABLES, TableSpec, spec
 
 __all__ = ["TABLES", "TableSpec", "scan", "spec", "table_uri"]
-
-
-def table_uri(warehouse: str, name: str) -> str:
-    return f"{warehouse.rstrip('/')}/{spec(name).name}"
 
 
 def scan(

@@ -1,34 +1,49 @@
-"""Delta helpers shared by every writer: table creation, writer settings and Kafka offsets
-kept as Delta `txn` actions (one app id per group/topic/partition, the offset as version).
+"""Delta helpers shared by every writer: table location, creation and schema migration, writer
+settings, the commit-conflict test, and Kafka offsets kept as Delta `txn` actions (one app id
+per group/topic/partition, the offset as version).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction, WriterProperties
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.schema import Field
 
-from spanlake.tables.schemas import TableSpec
+from spanlake.errors import TableError
+from spanlake.tables.schemas import TableSpec, spec
 
 # One codec for every operation: delta-rs otherwise picks a different one per operation.
 CODEC = {"compression": "ZSTD", "compression_level": 3}
 WRITER_PROPERTIES = WriterProperties(**CODEC)
+
+# Checkpoints are written by maintenance, off the ingest hot path.
+NO_CHECKPOINT = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+
+
+def table_uri(warehouse: str, name: str) -> str:
+    """Where table `name` lives in `warehouse` (a path or an object-store URI)."""
+    return f"{warehouse.rstrip('/')}/{spec(name).name}"
 
 
 def writer_properties(spec: TableSpec, *, row_group_rows: int | None = None) -> WriterProperties:
     """The codec with the table's row-group size: every writer of a table uses this."""
     return WriterProperties(**CODEC, max_row_group_size=row_group_rows or spec.row_group_rows)
 
-# Checkpoints are written by maintenance, off the ingest hot path.
-NO_CHECKPOINT = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+
+def is_commit_conflict(exc: Exception) -> bool:
+    """A commit that lost a race to another writer (retry on a fresh snapshot), as opposed to a
+    real failure. delta-rs reports some races as plain DeltaErrors, hence the message test."""
+    return isinstance(exc, CommitFailedError) or any(w in str(exc).lower() for w in ("conflict", "concurrent"))
 
 
 def open_or_create(uri: str, spec: TableSpec, storage_options: Mapping[str, str] | None = None) -> DeltaTable:
-    """Open the table at `uri`, creating it empty with the spec's schema when it does not exist."""
+    """The table at `uri`, checked against (and migrated to) its spec; created empty when missing."""
     options = dict(storage_options or {})
     try:
-        return DeltaTable(uri, storage_options=options)
+        table = DeltaTable(uri, storage_options=options)
     except TableNotFoundError:
         return DeltaTable.create(
             uri,
@@ -39,6 +54,59 @@ def open_or_create(uri: str, spec: TableSpec, storage_options: Mapping[str, str]
             storage_options=options,
             configuration={"delta.appendOnly": "false"},
         )
+    migrate(table, spec, uri)
+    return table
+
+
+def _same_type(live: pa.DataType, wanted: pa.DataType) -> bool:
+    # Delta has one string and one binary type; list/map child names differ between writers.
+    if pa.types.is_large_string(live):
+        live = pa.string()
+    if pa.types.is_large_binary(live):
+        live = pa.binary()
+    return live.equals(wanted) or str(live) == str(wanted)
+
+
+def schema_changes(live: pa.Schema, spec: TableSpec) -> tuple[list[pa.Field], list[str]]:
+    """(nullable spec columns the live table lacks, differences that cannot be migrated)."""
+    wanted = spec.schema
+    problems = [f"column {name!r} is not in the spec" for name in live.names if name not in wanted.names]
+    missing = []
+    for field in wanted:
+        if field.name not in live.names:
+            if field.nullable:
+                missing.append(field)
+            else:
+                problems.append(f"required column {field.name!r} is missing")
+        elif not _same_type(live.field(field.name).type, field.type):
+            problems.append(f"column {field.name!r} is {live.field(field.name).type}, the spec says {field.type}")
+    return missing, problems
+
+
+def migrate(table: DeltaTable, spec: TableSpec, uri: str) -> None:
+    """Bring a live table to its spec: nullable columns the spec added are added (old rows read
+    them as null); any other difference is a TableError, never a silent rewrite."""
+    live = pa.schema(table.schema().to_arrow())
+    missing, problems = schema_changes(live, spec)
+    if problems:
+        raise TableError(
+            f"table {spec.name!r} at {uri} does not match spanlake's schema v{spec.version}: {'; '.join(problems)}"
+        )
+    if missing:
+        try:
+            _add_columns(table, spec, missing)
+        except DeltaError:  # another process migrated it first: fine if nothing is missing now
+            table.update_incremental()
+            if schema_changes(pa.schema(table.schema().to_arrow()), spec) != ([], []):
+                raise
+
+
+def _add_columns(table: DeltaTable, spec: TableSpec, missing: list[pa.Field]) -> None:
+    table.alter.add_columns(
+        [Field.from_arrow(f) for f in missing],
+        commit_properties=CommitProperties(custom_metadata={"spanlake.schema_version": str(spec.version)}),
+        post_commithook_properties=NO_CHECKPOINT,
+    )
 
 
 def offset_app_id(group: str, topic: str, partition: int) -> str:

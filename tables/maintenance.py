@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.exceptions import DeltaError
 
 from spanlake.errors import ConfigError
-from spanlake.tables.delta import NO_CHECKPOINT, writer_properties
+from spanlake.tables.delta import NO_CHECKPOINT, is_commit_conflict, table_uri, writer_properties
 from spanlake.tables.schemas import TABLES, spec
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def maintain(
     options = dict(storage_options or {})
     report = MaintenanceReport(started_at=now)
     for name in names:
-        uri = f"{warehouse.rstrip('/')}/{name}"
+        uri = table_uri(warehouse, name)
         if not DeltaTable.is_deltatable(uri, storage_options=options):
             report.tables.append(TableReport(name, skipped=[f"all: no Delta table at {uri}"]))
             continue
@@ -371,10 +371,6 @@ def _count(report: TableReport, metrics: dict[str, Any] | None) -> bool:
     return True
 
 
-def _is_conflict(exc: DeltaError) -> bool:
-    return isinstance(exc, CommitFailedError) or "conflict" in str(exc).lower()
-
-
 def _retrying(step: str, run: Callable[[], T], report: TableReport, policy: MaintenancePolicy) -> T | None:
     """`run()`, retried on commit conflicts with jittered exponential backoff; None when skipped."""
     attempts = policy.conflict_retries + 1
@@ -383,7 +379,7 @@ def _retrying(step: str, run: Callable[[], T], report: TableReport, policy: Main
         try:
             return run()
         except DeltaError as exc:
-            if not _is_conflict(exc):
+            if not is_commit_conflict(exc):
                 raise
             report.conflicts += 1
             reason = str(exc).splitlines()[0]

@@ -79,7 +79,7 @@ SPAN_DATA = TableSpec(
         _c("outputs", pa.string(), "Full span output (text or JSON)."),
         _c("attributes", pa.string(), "Every span attribute as a JSON object, typed values kept."),
         _c("resource_attributes", pa.string(), "Every resource attribute as a JSON object."),
-        _c("events", pa.string(), "Span events as a JSON array of {name, time, attributes}."),
+        _c("events", pa.string(), "Span events as a JSON array of {name, time_unix_nano, attributes} (OTLP names; time in ns)."),
         *KAFKA_COLUMNS,
         _c("ingested_at", TIMESTAMP, "When spanlake committed the row.", False),
         _c("day", pa.date32(), "UTC date of start_time (partition column).", False),
