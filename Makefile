@@ -4,23 +4,37 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
-$(STAMP): pyproject.toml $(wildcard native/Cargo.* native/pyproject.toml native/src/*.rs)
+PACKAGE_DIRS := spanlake $(wildcard spanlake/*/) ingest tables query jobs dashboard
+NATIVE_STAMP := $(VENV)/.native
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	@if command -v cargo >/dev/null; then echo "$(BIN)/pip install --quiet ./native"; $(BIN)/pip install --quiet ./native; \
-	else echo "cargo not found: spanlake_native is not built, the pure-Python OTLP decoder will be used"; fi
+
+# Strict editable install: a link tree type checkers can follow. It links the files that exist,
+# so the package folders are prerequisites: adding or removing a module re-runs the install.
+$(STAMP): pyproject.toml $(PACKAGE_DIRS) | $(VENV)/bin/python
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
-setup: $(STAMP)  ## Python packages into .venv (Kafka's jars are fetched by the first broker start)
+$(NATIVE_STAMP): $(wildcard native/Cargo.* native/pyproject.toml native/src/*.rs) | $(VENV)/bin/python
+	@if command -v cargo >/dev/null; then echo "$(BIN)/pip install --quiet ./native"; $(BIN)/pip install --quiet ./native; \
+	else echo "cargo not found: spanlake_native is not built, the pure-Python OTLP decoder will be used"; fi
+	touch $(NATIVE_STAMP)
+
+setup: $(STAMP) $(NATIVE_STAMP)  ## Python packages into .venv (Kafka's jars are fetched by the first broker start)
 
 demo: setup  ## local broker, production-like traffic, ingest, a summary
 	$(BIN)/spanlake demo
 
-test: setup  ## the whole test suite, against a real local broker
+test: setup lint  ## lint, type check and the whole test suite, against a real local broker
 	$(BIN)/pytest
+
+lint: setup  ## ruff and mypy (mypy runs from .venv so it reads the installed package, not ./spanlake)
+	$(BIN)/ruff check .
+	cd $(VENV) && bin/mypy --config-file ../pyproject.toml -p spanlake
 
 bench: setup  ## ingest benchmark (see BENCHMARKS.md)
 	$(BIN)/python bench/ingest_bench.py

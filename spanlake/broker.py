@@ -2,7 +2,7 @@
 
 Owns everything about the one-node KRaft broker (broker + controller in one JVM) that
 development, tests and demos run: the jar cache (fetched from Maven Central by `mvn`
-with spanlake/kafka/pom.xml), the files in a broker's data dir (server.properties,
+with spanlake/kafka-pom.xml), the files in a broker's data dir (server.properties,
 log4j2.properties, logs/, broker.log, broker.json) and the JVM's lifetime. Brokers with
 different ports and data dirs run side by side. Needs `java` (17+) and `mvn` on PATH.
 Callers pass every path; nothing here reads the environment.
@@ -26,9 +26,9 @@ from pathlib import Path
 
 from spanlake.errors import BrokerError
 
-KAFKA_VERSION = "4.3.1"  # keep in step with kafka.version in kafka/pom.xml
+KAFKA_VERSION = "4.3.1"  # keep in step with kafka.version in kafka-pom.xml
 HOST = "127.0.0.1"
-POM = Path(__file__).parent / "kafka" / "pom.xml"
+POM = Path(__file__).parent / "kafka-pom.xml"
 STATE_FILE = "broker.json"
 _MARKER = ".complete"
 _JVM_HEAP = ["-Xms256m", "-Xmx768m"]
