@@ -22,7 +22,7 @@ JSON = [("content-type", b"application/json")]
 
 def good(trace: int) -> dict[str, Any]:
     """An OTLP JSON request (as a document) with a root span and a child."""
-    return orjson.loads(to_otlp_json(request(span(trace, 1), span(trace, 2, parent=1, **{"k": "v"}))))
+    return orjson.loads(to_otlp_json(request(span(trace, 1), span(trace, 2, parent=1, k="v"))))
 
 
 def poisoned(trace: int, **child: Any) -> bytes:
