@@ -284,7 +284,7 @@ def _json_any_value(v: Any) -> Any:
         if key == "doubleValue":
             if type(item) in (int, float) and -_MAX_DOUBLE <= item <= _MAX_DOUBLE:
                 return float(item)
-            if item in _DOUBLE_WORDS:
+            if type(item) is str and item in _DOUBLE_WORDS:
                 return _DOUBLE_WORDS[item]
             raise _wrong("double_value", "a number", item)
         if key == "arrayValue":
