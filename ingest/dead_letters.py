@@ -1,18 +1,31 @@
 """Dead letters: messages (or single spans) that could not be ingested, kept with the reason.
 
-A bad message never stops a partition and is never dropped silently: it becomes a row of
-`ingest_errors` with its topic, partition, offset and raw bytes.
+A bad message never stops a partition and is never dropped silently: whatever stage fails
+for it (decode, one span, building its rows), it becomes a row of `ingest_errors` with that
+stage, its topic, partition, offset and raw bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from spanlake.tables.schemas import INGEST_ERRORS
+
+# decode: the message is not an OTLP request; span: one span of it was rejected; rows: turning
+# its spans into rows failed (conventions, row building, Arrow conversion)
+Stage = Literal["decode", "span", "rows"]
+MAX_ERROR_CHARS = 1000
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an unexpected error: its type, message and notes, whitespace folded."""
+    line = " ".join(" ".join([f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", ())]).split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
 
 
 @dataclass
@@ -33,12 +46,13 @@ class DeadLetters:
         key: bytes | None,
         value: bytes | None,
         error: str,
+        stage: Stage,
         trace_id: str | None = None,
         span_id: str | None = None,
     ) -> None:
         for name, item in (
             ("topic", topic), ("partition", partition), ("offset", offset), ("key", key), ("value", value),
-            ("error", error), ("trace_id", trace_id), ("span_id", span_id),
+            ("error", error), ("trace_id", trace_id), ("span_id", span_id), ("stage", stage),
         ):  # fmt: skip
             self.cols[name].append(item)
 

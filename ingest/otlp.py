@@ -11,6 +11,8 @@ pure-Python one below, which is the fallback and the reference. NATIVE tells whi
 from __future__ import annotations
 
 import base64
+import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,7 +70,7 @@ def encoding_of(headers: list[tuple[str, bytes]] | None, default: Encoding) -> E
     """The message's encoding from its content-type header, else the configured default."""
     for key, value in headers or ():
         if key.lower() == "content-type":
-            media = value.decode("latin-1").split(";")[0].strip().lower()
+            media = (value or b"").decode("latin-1").split(";")[0].strip().lower()  # a header may have no value
             if media in CONTENT_TYPES:
                 return CONTENT_TYPES[media]
             raise DecodeError(f"unsupported content-type {media!r} (expected one of {', '.join(CONTENT_TYPES)})")
@@ -149,80 +151,249 @@ def _decode_proto(value: bytes) -> tuple[list[Span], list[SpanReject]]:
 
 
 # --- JSON -------------------------------------------------------------------------------
+#
+# Every field read is type-checked. null means "absent", as in protobuf's JSON mapping. A
+# wrong-typed field of a span rejects that span (SpanReject) and its neighbours land; a wrong
+# shape above the spans (the request, a resourceSpans or scopeSpans entry, a resource) is a
+# DecodeError for the whole message, since it is not any one span's.
+
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT64 = (0, 2**64 - 1)
+_MAX_DOUBLE = sys.float_info.max
+_MAX_DIGITS = 30  # int() of a very long digit string is slow (and refused past 4,300 digits)
+_DOUBLE_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_JSON_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
 
 
-def _json_any_value(v: dict[str, Any]) -> Any:
+class _WrongType(Exception):
+    """A field holds a value of the wrong type. The field's path is built only on the way out
+    (`within`), so the good case pays for no path strings."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
+
+    def within(self, prefix: str) -> _WrongType:
+        self.field = f"{prefix}.{self.field}" if self.field else prefix
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.problem}"
+
+
+def _found(value: Any) -> str:
+    """How a wrong value is quoted in an error: its JSON type and at most 40 characters of it."""
+    if value is None:
+        return "null"
+    try:
+        text = orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):  # nested too deep, or an integer beyond 64 bits
+        text = f"of {len(value)} items" if isinstance(value, (list, dict)) else repr(value)
+    return f"{_JSON_TYPES.get(type(value), type(value).__name__)} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _wrong(field: str, expected: str, value: Any) -> _WrongType:
+    return _WrongType(field, f"must be {expected}, got {_found(value)}")
+
+
+def _json_list(value: Any, field: str) -> list[Any]:
+    if type(value) is list:
+        return value
+    if value is None:
+        return []
+    raise _wrong(field, "an array", value)
+
+
+def _json_object(value: Any, field: str) -> dict[str, Any]:
+    if type(value) is dict:
+        return value
+    if value is None:
+        return {}
+    raise _wrong(field, "an object", value)
+
+
+def _json_str(value: Any, field: str) -> str:
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    raise _wrong(field, "a string", value)
+
+
+def _json_int(value: Any, field: str) -> int:
+    """An integer field: a JSON number without a fraction, or a decimal string (64-bit ones are strings)."""
+    if type(value) is str and _is_decimal(value):
+        if len(value) > _MAX_DIGITS:
+            raise _WrongType(field, f"has {len(value)} digits, too many for a 64-bit integer")
+        return int(value)
+    if type(value) is int:
+        return value
+    if value is None:
+        return 0
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise _wrong(field, "an integer or a decimal string", value)
+
+
+def _json_uint64(value: Any, field: str) -> int:
+    number = _json_int(value, field)
+    if not _UINT64[0] <= number <= _UINT64[1]:
+        raise _WrongType(field, f"{number} is outside uint64")
+    return number
+
+
+def _is_decimal(text: str) -> bool:
+    digits = text[1:] if text[:1] == "-" else text
+    return digits.isascii() and digits.isdigit()
+
+
+def _json_enum(value: Any, names: tuple[str, ...], prefix: str, field: str) -> int:
+    """An enum: its number, or its name with or without the prefix (an unknown name is -1)."""
+    if type(value) is str and not _is_decimal(value):
+        name = value.removeprefix(prefix)
+        return names.index(name) if name in names else -1
+    return _json_int(value, field)
+
+
+def _json_id(value: Any, field: str) -> bytes:
+    try:
+        return bytes.fromhex(_json_str(value, field))
+    except ValueError:
+        raise _wrong(field, "a hex string", value) from None
+
+
+def _json_any_value(v: Any) -> Any:
+    """An AnyValue object -> a Python value of the type the protobuf decoders return."""
+    if type(v) is not dict:  # (type checks inline where they run per attribute)
+        v = _json_object(v, "")
     for key, item in v.items():
+        if key == "stringValue" and type(item) is str:
+            return item
+        if item is None:
+            continue
         if key == "stringValue":
-            return item
+            return _json_str(item, "string_value")
         if key == "intValue":
-            return int(item)
+            number = _json_int(item, "int_value")
+            if not _INT64[0] <= number <= _INT64[1]:
+                raise _WrongType("int_value", f"{number} is outside int64")
+            return number
         if key == "boolValue":
-            return bool(item)
+            if type(item) is bool:
+                return item
+            raise _wrong("bool_value", "true or false", item)
         if key == "doubleValue":
-            return float(item)
+            if type(item) in (int, float) and -_MAX_DOUBLE <= item <= _MAX_DOUBLE:
+                return float(item)
+            if type(item) is str and item in _DOUBLE_WORDS:
+                return _DOUBLE_WORDS[item]
+            raise _wrong("double_value", "a number", item)
         if key == "arrayValue":
-            return [_json_any_value(x) for x in item.get("values", ())]
+            values = _json_list(_json_object(item, "array_value").get("values"), "array_value.values")
+            out = []
+            for i, x in enumerate(values):
+                try:
+                    out.append(_json_any_value(x))
+                except _WrongType as exc:
+                    raise exc.within(f"array_value.values[{i}]") from None
+            return out
         if key == "kvlistValue":
-            return {kv["key"]: _json_any_value(kv.get("value", {})) for kv in item.get("values", ())}
+            return _json_attrs(_json_object(item, "kvlist_value").get("values"), "kvlist_value.values")
         if key == "bytesValue":
-            return item
+            return _json_str(item, "bytes_value")  # base64, as the protobuf decoders return bytes
     return None
 
 
-def _json_attrs(kvs: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {kv["key"]: _json_any_value(kv.get("value") or {}) for kv in kvs or ()}
-
-
-def _json_id(text: str | None) -> bytes:
-    try:
-        return bytes.fromhex(text or "")
-    except ValueError:
-        return b"\xff"  # wrong length on purpose: reported as a bad id below
-
-
-def _enum(value: Any, names: tuple[str, ...], prefix: str) -> int:
-    if isinstance(value, str):
-        name = value.removeprefix(prefix)
-        return names.index(name) if name in names else -1
-    return int(value or 0)
+def _json_attrs(kvs: Any, field: str) -> dict[str, Any]:
+    attrs = {}
+    kvs = _json_list(kvs, field)
+    for kv in kvs:
+        try:
+            if type(kv) is not dict:
+                kv = _json_object(kv, "")
+            key = kv.get("key")
+            if type(key) is not str:
+                key = _json_str(key, "key")
+            try:
+                attrs[key] = _json_any_value(kv.get("value"))
+            except _WrongType as exc:
+                raise exc.within("value") from None
+        except _WrongType as exc:
+            i = next(i for i, x in enumerate(kvs) if x is kv)  # the index, found only for the error
+            raise exc.within(f"{field}[{i}]") from None
+    return attrs
 
 
 def _decode_json(value: bytes) -> tuple[list[Span], list[SpanReject]]:
     try:
         doc = orjson.loads(value)
-        resource_spans = doc["resourceSpans"] if isinstance(doc, dict) else None
-        if not isinstance(resource_spans, list):
-            raise KeyError("resourceSpans")
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+    except orjson.JSONDecodeError as exc:
         raise DecodeError(f"not an OTLP JSON ExportTraceServiceRequest ({len(value)} bytes): {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
+        found = _found(doc.get("resourceSpans") if isinstance(doc, dict) else doc)
+        raise DecodeError(
+            f"not an OTLP JSON ExportTraceServiceRequest ({len(value)} bytes): expected an object with a "
+            f"resourceSpans array, got {found}"
+        )
     spans: list[Span] = []
     rejects: list[SpanReject] = []
+    where = "resourceSpans"
     try:
-        for rs in resource_spans:
-            resource = _json_attrs((rs.get("resource") or {}).get("attributes"))
-            for ss in rs.get("scopeSpans") or ():
-                for s in ss.get("spans") or ():
-                    status = s.get("status") or {}
-                    events = [
-                        {
-                            "name": e.get("name", ""),
-                            "time_unix_nano": int(e.get("timeUnixNano") or 0),
-                            "attributes": _json_attrs(e.get("attributes")),
-                        }
-                        for e in s.get("events") or ()
-                    ]
-                    _check_and_add(
-                        spans, rejects, _json_id(s.get("traceId")), _json_id(s.get("spanId")),
-                        _json_id(s.get("parentSpanId")), s.get("name", ""),
-                        _enum(s.get("kind"), SPAN_KINDS, "SPAN_KIND_"),
-                        int(s.get("startTimeUnixNano") or 0), int(s.get("endTimeUnixNano") or 0),
-                        _enum(status.get("code"), STATUS_CODES, "STATUS_CODE_"), status.get("message"),
-                        _json_attrs(s.get("attributes")), events, resource,
-                    )  # fmt: skip
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"malformed OTLP JSON: {type(exc).__name__}: {exc}") from exc
+        for r, rs in enumerate(doc["resourceSpans"]):
+            where = f"resourceSpans[{r}]"
+            rs = _json_object(rs, where)
+            resource = _json_object(rs.get("resource"), "resource")
+            resource = _json_attrs(resource.get("attributes"), "resource.attributes")
+            for i, ss in enumerate(_json_list(rs.get("scopeSpans"), "scopeSpans")):
+                where = f"resourceSpans[{r}].scopeSpans[{i}]"
+                ss = _json_object(ss, "")
+                for j, s in enumerate(_json_list(ss.get("spans"), "spans")):
+                    _json_span(spans, rejects, s, resource, j, where)
+    except _WrongType as exc:
+        raise DecodeError(f"malformed OTLP JSON ExportTraceServiceRequest: {exc.within(where)}") from None
+    except RecursionError:  # attribute values nested hundreds deep
+        raise DecodeError("malformed OTLP JSON ExportTraceServiceRequest: values nested too deeply") from None
     return spans, rejects
+
+
+def _json_span(
+    spans: list[Span], rejects: list[SpanReject], s: Any, resource: dict[str, Any], index: int, where: str
+) -> None:
+    """Adds span number `index` of the scopeSpans at `where`, or a SpanReject naming its wrong field."""
+    if type(s) is not dict:
+        rejects.append(SpanReject(None, None, f"span {where}.spans[{index}] {_wrong('', 'an object', s).problem}"))
+        return
+    name: str | None = None
+    trace_id = span_id = b""
+    try:
+        name = _json_str(s.get("name"), "name")
+        trace_id = _json_id(s.get("traceId"), "trace_id")
+        span_id = _json_id(s.get("spanId"), "span_id")
+        status = _json_object(s.get("status"), "status")
+        events = []
+        for i, e in enumerate(_json_list(s.get("events"), "events")):
+            try:
+                e = _json_object(e, "")
+                events.append({
+                    "name": _json_str(e.get("name"), "name"),
+                    "time_unix_nano": _json_uint64(e.get("timeUnixNano"), "time_unix_nano"),
+                    "attributes": _json_attrs(e.get("attributes"), "attributes"),
+                })  # fmt: skip
+            except _WrongType as exc:
+                raise exc.within(f"events[{i}]") from None
+        _check_and_add(
+            spans, rejects, trace_id, span_id, _json_id(s.get("parentSpanId"), "parent_span_id"), name,
+            _json_enum(s.get("kind"), SPAN_KINDS, "SPAN_KIND_", "kind"),
+            _json_int(s.get("startTimeUnixNano"), "start_time_unix_nano"),
+            _json_int(s.get("endTimeUnixNano"), "end_time_unix_nano"),
+            _json_enum(status.get("code"), STATUS_CODES, "STATUS_CODE_", "status.code"),
+            _json_str(status.get("message"), "status.message"),
+            _json_attrs(s.get("attributes"), "attributes"), events, resource,
+        )  # fmt: skip
+    except _WrongType as exc:
+        tid = trace_id.hex() if len(trace_id) == 16 else None
+        sid = span_id.hex() if len(span_id) == 8 else None
+        named = f"{where}.spans[{index}]" if name is None else repr(name)
+        rejects.append(SpanReject(tid, sid, f"span {named}: {exc}"))
 
 
 # --- validation shared by both encodings ------------------------------------------------

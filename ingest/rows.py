@@ -115,9 +115,9 @@ class SpanRows:
             elif col.name == "day":
                 arrays[col.name] = pc.cast(arrays["start_time"], pa.date32())
             else:
-                arrays[col.name] = pa.array(self.cols[col.name], col.type)
+                arrays[col.name] = _array(self.cols[col.name], col.type, col.name)
         for f in EXTRA_SCHEMA:
-            arrays[f.name] = pa.array(self.cols[f.name], f.type)
+            arrays[f.name] = _array(self.cols[f.name], f.type, f.name)
         return pa.table(arrays)
 
     def trace_table(self, spans: pa.Table, ingested_at: dt.datetime) -> pa.Table:
@@ -186,6 +186,14 @@ class SpanRows:
             else:
                 columns[col.name] = table.column(col.name).cast(col.type)
         return pa.table(columns, schema=TRACE_INFO.schema)
+
+
+def _array(values: list[Any], type_: pa.DataType, name: str) -> pa.Array:
+    try:
+        return pa.array(values, type_)
+    except Exception as exc:  # the dead letter says which column Arrow refused
+        exc.add_note(f"(column {name})")
+        raise
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -11,6 +11,9 @@ Invariants (see docs/DESIGN.md):
   table commits the replayed records land in the table that missed them and nowhere else;
   and a table's offset never moves backwards.
 - A span span_data already holds from another message is a duplicate and is dropped.
+- A message that cannot become rows, for whatever reason (decode, conventions, row building,
+  Arrow conversion), is a dead letter with its stage, and the batch goes on; every row is built
+  before the first commit. Only storage failures (and lost races) leave commit() as errors.
 Each batch writes span_data, trace_info (MERGE), ingest_errors and ingest_batches in that order.
 """
 
@@ -29,8 +32,8 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 from kafka.consumer.fetcher import ConsumerRecord
 
-from spanlake.errors import CommitConflict, DecodeError
-from spanlake.ingest.dead_letters import DeadLetters
+from spanlake.errors import CommitConflict, SpanlakeError
+from spanlake.ingest.dead_letters import DeadLetters, Stage, describe
 from spanlake.ingest.faults import crash_if
 from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
@@ -54,6 +57,7 @@ class Decoded:
     spans: list[Span]
     rejects: list[SpanReject]
     error: str | None
+    stage: Stage | None = None  # where `error` arose
 
 
 @dataclass
@@ -177,8 +181,8 @@ class DeltaSink:
         for r in records:
             try:
                 spans, rejects = decode(r.value, encoding_of(r.headers, self.encoding))
-            except DecodeError as exc:
-                out.append(Decoded(r, [], [], str(exc)))
+            except Exception as exc:  # a DecodeError, or a decoder bug: this message's problem, not the batch's
+                out.append(Decoded(r, [], [], str(exc) if isinstance(exc, SpanlakeError) else describe(exc), "decode"))
                 continue
             if self.masker is not None:  # before anything is written anywhere
                 for span in spans:
@@ -197,18 +201,17 @@ class DeltaSink:
         result = BatchResult(messages=len(decoded), spans=0, dead_letters=0)
 
         span_fresh = self._fresh(SPAN_DATA.name, decoded)
-        rows = self._span_rows(span_fresh)
-        spans, result.duplicates = self._without_stored(rows.table(now))
+        trace_fresh = self._fresh(TRACE_INFO.name, decoded)
+        # Every row is built before the first commit: a message that cannot become rows is a
+        # dead letter, never a failure between two table commits that every restart repeats.
+        spans, result.duplicates, partials = self._build(span_fresh, now)
+        if not _same(trace_fresh, span_fresh):  # only after a crash between the two commits
+            _, _, partials = self._build(trace_fresh, now)
         self._step(SPAN_DATA.name, last_offsets, "after_span_data",
                    lambda txn: self._append(SPAN_DATA.name, span_data_only(spans), txn))  # fmt: skip
         result.spans = spans.num_rows
 
-        trace_fresh = self._fresh(TRACE_INFO.name, decoded)
-        if not _same(trace_fresh, span_fresh):  # only after a crash between the two commits
-            rows = self._span_rows(trace_fresh)
-            spans, _ = self._without_stored(rows.table(now))
-        if spans.num_rows:
-            partials = rows.trace_table(spans, now)
+        if partials is not None:
             write_traces = lambda txn: merge_traces(self.tables[TRACE_INFO.name], partials, txn)  # noqa: E731
         else:  # no spans: still record the offsets, so a restart does not re-read them
             write_traces = lambda txn: self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)  # noqa: E731
@@ -264,6 +267,47 @@ class DeltaSink:
             return spans, 0
         return spans.take(rows.to_arrow()), spans.num_rows - rows.len()
 
+    def _build(self, fresh: list[Decoded], now: dt.datetime) -> tuple[pa.Table, int, pa.Table | None]:
+        """The span_data rows of `fresh` without duplicates, how many were dropped, and their
+        partial trace_info rows (None without spans). The batch is built at once (the fast
+        path); only if that fails is each message built alone, those that fail become dead
+        letters, and the rest is built again."""
+        try:
+            return self._build_all(fresh, now)
+        except _RowsFailed:
+            self._isolate(fresh, now)
+        try:
+            return self._build_all(fresh, now)
+        except _RowsFailed as failed:  # every message builds alone but not together: a bug, say where
+            raise failed.cause from None
+
+    def _build_all(self, fresh: list[Decoded], now: dt.datetime) -> tuple[pa.Table, int, pa.Table | None]:
+        try:
+            rows = self._span_rows(fresh)
+            table = rows.table(now)
+        except Exception as exc:
+            raise _RowsFailed(exc) from exc
+        spans, duplicates = self._without_stored(table)  # reads span_data: its errors are the storage's
+        try:
+            return spans, duplicates, rows.trace_table(spans, now) if spans.num_rows else None
+        except Exception as exc:
+            raise _RowsFailed(exc) from exc
+
+    @staticmethod
+    def _isolate(fresh: list[Decoded], now: dt.datetime) -> None:
+        """Builds each message's rows alone; one that fails becomes a dead letter (stage rows)."""
+        for d in fresh:
+            r, rows, span = d.record, SpanRows(), None
+            try:
+                for span in d.spans:
+                    rows.add(span, r.topic, r.partition, r.offset)
+                span = None
+                rows.trace_table(rows.table(now), now)
+            except Exception as exc:
+                where = "" if span is None else f"span {span.name!r} ({span.span_id}): "
+                d.spans, d.error, d.stage = [], where + describe(exc), "rows"
+                logger.warning("%s:%d@%d is a dead letter: %s", r.topic, r.partition, r.offset, d.error)
+
     def _fresh(self, name: str, decoded: list[Decoded]) -> list[Decoded]:
         expected = self.expected[name]
         return [d for d in decoded if d.record.offset > expected.get(d.record.partition, -1)]
@@ -284,10 +328,19 @@ class DeltaSink:
             r = d.record
             where = {"topic": r.topic, "partition": r.partition, "offset": r.offset, "key": r.key}
             if d.error is not None:
-                letters.add(**where, value=r.value, error=d.error)
+                letters.add(**where, value=r.value, error=d.error, stage=d.stage or "decode")
             for reject in d.rejects:
-                letters.add(**where, value=None, error=reject.error, trace_id=reject.trace_id, span_id=reject.span_id)
+                letters.add(**where, value=None, error=reject.error, stage="span", trace_id=reject.trace_id,
+                            span_id=reject.span_id)  # fmt: skip
         return letters
+
+
+class _RowsFailed(Exception):
+    """Building a batch's rows failed somewhere: time to find out which message it was."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def _same(a: list[Decoded], b: list[Decoded]) -> bool:

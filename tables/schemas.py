@@ -128,6 +128,8 @@ INGEST_ERRORS = TableSpec(
         _c("span_id", pa.string(), "Set when a single span was rejected."),
         _c("ingested_at", TIMESTAMP, "When the dead letter was committed.", False),
         _c("day", pa.date32(), "UTC date of ingested_at (partition column).", False),
+        # New columns go last: that is where schema evolution puts them in a live table.
+        _c("stage", pa.string(), "Where it failed: decode (the message), span (one span), rows (building its rows)."),
     ),
 )
 

@@ -4,6 +4,8 @@ never anything else, and what decodes says exactly what was sent."""
 from __future__ import annotations
 
 import json
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -102,3 +104,80 @@ def test_mutated_protobuf_decodes_or_raises_decode_error(case, data) -> None:
         decode(bytes(value[:cut]), "otlp_proto")
     except DecodeError:
         pass
+
+
+# --- wrong types in OTLP JSON: one span rejected, or the whole message when above the spans ----
+
+GOOD_SPAN = {"traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708", "name": "s",
+             "startTimeUnixNano": str(MIN_TIME_NS + 1), "endTimeUnixNano": str(MIN_TIME_NS + 2)}  # fmt: skip
+
+
+def json_request(*spans, **resource_spans) -> bytes:
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": list(spans)}], **resource_spans}]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("name", 123, "span resourceSpans[0].scopeSpans[0].spans[1]: name must be a string, got number 123"),
+        ("name", ["a"], 'span resourceSpans[0].scopeSpans[0].spans[1]: name must be a string, got array ["a"]'),
+        ("status", {"code": 2, "message": 123}, "span 's': status.message must be a string, got number 123"),
+        ("status", [2], "span 's': status must be an object, got array [2]"),
+        ("status", {"code": 1.5}, "span 's': status.code must be an integer or a decimal string, got number 1.5"),
+        ("kind", True, "span 's': kind must be an integer or a decimal string, got boolean true"),
+        ("traceId", 5, "span 's': trace_id must be a string, got number 5"),
+        ("spanId", "xyz", 'span \'s\': span_id must be a hex string, got string "xyz"'),
+        ("parentSpanId", {}, "span 's': parent_span_id must be a string, got object {}"),
+        ("startTimeUnixNano", "1e18", 'span \'s\': start_time_unix_nano must be an integer or a decimal string, got string "1e18"'),
+        ("endTimeUnixNano", "9" * 40, "span 's': end_time_unix_nano has 40 digits, too many for a 64-bit integer"),
+        ("attributes", {"k": "v"}, 'span \'s\': attributes must be an array, got object {"k":"v"}'),
+        ("attributes", [{"key": 7}], "span 's': attributes[0].key must be a string, got number 7"),
+        ("attributes", [[1]], "span 's': attributes[0] must be an object, got array [1]"),
+        ("attributes", [{"key": "k", "value": {"intValue": "9" * 20}}],
+         "span 's': attributes[0].value.int_value 99999999999999999999 is outside int64"),
+        ("attributes", [{"key": "k", "value": {"boolValue": "yes"}}],
+         'span \'s\': attributes[0].value.bool_value must be true or false, got string "yes"'),
+        ("attributes", [{"key": "k", "value": {"arrayValue": {"values": [{"doubleValue": "x"}]}}}],
+         'span \'s\': attributes[0].value.array_value.values[0].double_value must be a number, got string "x"'),
+        ("attributes", [{"key": "k", "value": {"kvlistValue": {"values": [{"key": None, "value": 1}]}}}],
+         "span 's': attributes[0].value.kvlist_value.values[0].value must be an object, got number 1"),
+        ("events", [{"name": 1}], "span 's': events[0].name must be a string, got number 1"),
+        ("events", [{"timeUnixNano": -1}], "span 's': events[0].time_unix_nano -1 is outside uint64"),
+        ("events", "e", 'span \'s\': events must be an array, got string "e"'),
+    ],
+)  # fmt: skip
+def test_a_wrong_typed_span_field_rejects_that_span_only(field: str, value, error: str) -> None:
+    spans, rejects = decode(json_request(GOOD_SPAN, {**GOOD_SPAN, "spanId": "0102030405060709", field: value}),
+                            "otlp_json")  # fmt: skip
+    assert [s.span_id for s in spans] == ["0102030405060708"]
+    assert [r.error for r in rejects] == [error]
+
+
+def test_null_is_an_absent_field() -> None:
+    nulls = {"name": None, "kind": None, "status": {"code": None, "message": None}, "attributes": None,
+             "events": [{"name": None, "attributes": [{"key": "k", "value": None}]}], "parentSpanId": None}  # fmt: skip
+    (s,), rejects = decode(json_request({**GOOD_SPAN, **nulls}), "otlp_json")
+    assert not rejects
+    seen = (s.name, s.kind, s.status_code, s.status_message, s.attributes, s.parent_span_id)
+    assert seen == ("", "UNSPECIFIED", "UNSET", None, {}, None)
+    assert s.events == [{"name": "", "time_unix_nano": 0, "attributes": {"k": None}}]
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (b"[]", "expected an object with a resourceSpans array, got array []"),
+        (b'{"resourceSpans": {}}', "expected an object with a resourceSpans array, got object {}"),
+        (b'{"resourceSpans": [[]]}', "resourceSpans[0] must be an object, got array []"),
+        (json_request(resource=[1]), "resourceSpans[0].resource must be an object, got array [1]"),
+        (json_request(resource={"attributes": [{"key": 1}]}),
+         "resourceSpans[0].resource.attributes[0].key must be a string, got number 1"),
+        (b'{"resourceSpans": [{"scopeSpans": {}}]}', "resourceSpans[0].scopeSpans must be an array, got object {}"),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": 1}]}]}',
+         "resourceSpans[0].scopeSpans[0].spans must be an array, got number 1"),
+    ],
+)  # fmt: skip
+def test_a_wrong_shape_above_the_spans_is_a_decode_error(value: bytes, error: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode(value, "otlp_json")
+    assert str(caught.value).endswith(error) and "\n" not in str(caught.value)
