@@ -10,6 +10,7 @@ SDK.
 
 from __future__ import annotations
 
+from spanlake.tables.vocabulary import SPAN_TYPES, UNKNOWN_SPAN_TYPE
 
 # --- the conventions ------------------------------------------------------------------------
 
@@ -208,10 +209,7 @@ class Common:
     EXCEPTION_EVENT = "exception"
 
 
-# --- span types -----------------------------------------------------------------------------
-
-SPAN_TYPES = ("LLM", "CHAT_MODEL", "EMBEDDING", "RETRIEVER", "RERANKER", "TOOL", "AGENT", "CHAIN", "PARSER", "UNKNOWN")
-MODEL_CALL_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING"})
+# --- span types (the vocabulary itself is tables/vocabulary.py) -----------------------------
 
 # Every mapping is keyed by the lower-cased source value. Values that say nothing ("unknown",
 # Langfuse "span"/"event") are left out, so the next convention in SPAN_TYPE_SOURCES decides.
@@ -220,7 +218,7 @@ MODEL_CALL_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING"})
 # that call twice in trace_info, and TOOL means a function the model chose to call.
 _COMPOSITE = {"workflow": "CHAIN", "task": "CHAIN", "memory": "CHAIN", "guardrail": "CHAIN",
               "evaluator": "CHAIN"}  # fmt: skip
-MLFLOW_SPAN_TYPES = {t.lower(): t for t in SPAN_TYPES if t != "UNKNOWN"} | _COMPOSITE
+MLFLOW_SPAN_TYPES = {t.lower(): t for t in SPAN_TYPES if t != UNKNOWN_SPAN_TYPE} | _COMPOSITE
 OPENINFERENCE_SPAN_TYPES = {
     "llm": "LLM", "embedding": "EMBEDDING", "retriever": "RETRIEVER", "reranker": "RERANKER",
     "tool": "TOOL", "agent": "AGENT", "chain": "CHAIN", "prompt": "CHAIN", **_COMPOSITE,

@@ -47,6 +47,7 @@ from spanlake.ingest.attribute_keys import (
     LIST_TAG_KEYS,
     TAG_MAX_CHARS,
 )
+from spanlake.tables.vocabulary import UNKNOWN_SPAN_TYPE
 
 
 # --- one pass over the attributes -----------------------------------------------------------
@@ -222,8 +223,8 @@ def _span_type(attrs: dict[str, Any], rank: int, value: Any, span_name: str) -> 
             if span_type is not None:
                 return span_type
     if span_name.startswith("ai."):  # Vercel AI SDK without ai.operationId
-        return VERCEL_SPAN_TYPES.get(span_name.lower(), "UNKNOWN")
-    return "UNKNOWN"
+        return VERCEL_SPAN_TYPES.get(span_name.lower(), UNKNOWN_SPAN_TYPE)
+    return UNKNOWN_SPAN_TYPE
 
 
 def _mapped(mapping: dict[str, str], value: Any) -> str | None:
