@@ -8,7 +8,7 @@ from pathlib import Path
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from spanlake.ingest.attribute_keys import SPAN_TYPE_SOURCES, VERCEL_SPAN_TYPES
+from spanlake.ingest.attribute_keys import INFERRED_MODEL_CALL_TYPE, SPAN_TYPE_SOURCES, VERCEL_SPAN_TYPES
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 from spanlake.tables.vocabulary import MODEL_CALL_TYPES, SPAN_TYPES, STATUS_CODES, TRACE_STATES, UNKNOWN_SPAN_TYPE
 
@@ -21,6 +21,7 @@ def test_every_convention_maps_onto_the_vocabulary() -> None:
     assert mapped <= set(SPAN_TYPES)
     assert UNKNOWN_SPAN_TYPE in SPAN_TYPES and UNKNOWN_SPAN_TYPE not in mapped  # UNKNOWN is "nothing said"
     assert MODEL_CALL_TYPES <= set(SPAN_TYPES)
+    assert INFERRED_MODEL_CALL_TYPE in MODEL_CALL_TYPES
 
 
 def test_status_codes_are_in_otlp_enum_order() -> None:
