@@ -10,6 +10,7 @@ SDK.
 
 from __future__ import annotations
 
+from spanlake.tables.vocabulary import SPAN_TYPES, UNKNOWN_SPAN_TYPE
 
 # --- the conventions ------------------------------------------------------------------------
 
@@ -121,6 +122,11 @@ class MLflow:
     TRACE_TAG_PREFIX = "mlflow.traceTag."
     TRACE_USER = "mlflow.trace.user"  # trace metadata keys MLflow users filter on
     TRACE_SESSION = "mlflow.trace.session"
+    # Request parameters, set when the call starts (so a failed call has them too): the OpenAI,
+    # Anthropic, ... autologgers copy the call's keyword arguments but the messages onto the span
+    # ("model" = "\"gpt-4o-mini\""), the LangChain one LangChain's invocation_params object.
+    REQUEST_MODEL = "model"
+    INVOCATION_PARAMS = "invocation_params"
 
 
 class OpenLLMetry:
@@ -196,6 +202,29 @@ class VercelAI:
     SESSION_ID = "ai.telemetry.metadata.sessionId"
 
 
+class ResponseBody:
+    """A provider's response as instrumentations store it in a span's outputs (mlflow.spanOutputs,
+    OpenInference output.value): OpenAI chat completions, completions, embeddings and responses,
+    Anthropic messages, and LangChain's LLMResult, whose llm_output holds the provider's fields."""
+
+    LLM_OUTPUT = "llm_output"  # LangChain
+    MODEL = ("model", "model_name")  # model_name: LangChain's llm_output
+    USAGE = ("usage", "token_usage")  # token_usage: LangChain's llm_output, in OpenAI's shape
+    INPUT_TOKENS = ("prompt_tokens", "input_tokens")  # OpenAI chat/embeddings; OpenAI responses, Anthropic
+    OUTPUT_TOKENS = ("completion_tokens", "output_tokens")
+    TOTAL_TOKENS = "total_tokens"
+    # OpenAI's parts, inside the counts they detail: {"cached_tokens": n}, {"reasoning_tokens": n}.
+    INPUT_DETAILS = ("prompt_tokens_details", "input_tokens_details")
+    OUTPUT_DETAILS = ("completion_tokens_details", "output_tokens_details")
+    CACHED_TOKENS = "cached_tokens"
+    REASONING_TOKENS = "reasoning_tokens"
+    # Anthropic's cache counts sit beside its input_tokens and are ADDITIVE (input_tokens excludes
+    # them). LiteLLM writes the same two names beside an inclusive prompt_tokens.
+    ANTHROPIC_INPUT_TOKENS = "input_tokens"
+    CACHE_READ_INPUT_TOKENS = "cache_read_input_tokens"
+    CACHE_CREATION_INPUT_TOKENS = "cache_creation_input_tokens"
+
+
 class Common:
     """General OpenTelemetry attributes."""
 
@@ -208,10 +237,7 @@ class Common:
     EXCEPTION_EVENT = "exception"
 
 
-# --- span types -----------------------------------------------------------------------------
-
-SPAN_TYPES = ("LLM", "CHAT_MODEL", "EMBEDDING", "RETRIEVER", "RERANKER", "TOOL", "AGENT", "CHAIN", "PARSER", "UNKNOWN")
-MODEL_CALL_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING"})
+# --- span types (the vocabulary itself is tables/vocabulary.py) -----------------------------
 
 # Every mapping is keyed by the lower-cased source value. Values that say nothing ("unknown",
 # Langfuse "span"/"event") are left out, so the next convention in SPAN_TYPE_SOURCES decides.
@@ -220,7 +246,7 @@ MODEL_CALL_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING"})
 # that call twice in trace_info, and TOOL means a function the model chose to call.
 _COMPOSITE = {"workflow": "CHAIN", "task": "CHAIN", "memory": "CHAIN", "guardrail": "CHAIN",
               "evaluator": "CHAIN"}  # fmt: skip
-MLFLOW_SPAN_TYPES = {t.lower(): t for t in SPAN_TYPES if t != "UNKNOWN"} | _COMPOSITE
+MLFLOW_SPAN_TYPES = {t.lower(): t for t in SPAN_TYPES if t != UNKNOWN_SPAN_TYPE} | _COMPOSITE
 OPENINFERENCE_SPAN_TYPES = {
     "llm": "LLM", "embedding": "EMBEDDING", "retriever": "RETRIEVER", "reranker": "RERANKER",
     "tool": "TOOL", "agent": "AGENT", "chain": "CHAIN", "prompt": "CHAIN", **_COMPOSITE,
@@ -251,6 +277,11 @@ VERCEL_SPAN_TYPES = {
     "ai.generateobject.dogenerate": "CHAT_MODEL", "ai.streamobject.dostream": "CHAT_MODEL",
     "ai.embed.doembed": "EMBEDDING", "ai.embedmany.doembed": "EMBEDDING", "ai.toolcall": "TOOL",
 }  # fmt: skip
+# A span no convention types (no operation name, no span kind: a hand-made span, an MLflow UNKNOWN
+# span) that names a model and reports token usage is a model call. LLM, not CHAT_MODEL: LLM is
+# MLflow's general "call to a language model"; CHAT_MODEL claims a chat API, which nothing on such a
+# span says. Both count alike in trace_info.
+INFERRED_MODEL_CALL_TYPE = "LLM"
 # In preference order: an explicit span kind beats an operation name beats a request type.
 SPAN_TYPE_SOURCES = (
     (MLflow.SPAN_TYPE, MLFLOW_SPAN_TYPES),
@@ -270,6 +301,10 @@ MODEL_KEYS = (
     OpenInference.REQUEST_MODEL_NAME, MLflow.MODEL, Langfuse.MODEL, VercelAI.RESPONSE_MODEL, VercelAI.MODEL_ID,
     OpenInference.EMBEDDING_MODEL_NAME, OpenInference.RERANKER_MODEL_NAME,
 )  # fmt: skip
+# A model call that reports no model still names the one it asked for in its request parameters
+# (JSON objects, then MLflow's plain copy of the `model` argument), else in its JSON inputs.
+REQUEST_PARAMETER_KEYS = (OpenInference.INVOCATION_PARAMETERS, MLflow.INVOCATION_PARAMS)
+REQUEST_MODEL_PARAMETERS = ("model", "model_name", "model_id")  # SDK kwargs; LangChain; Bedrock
 PROVIDER_KEYS = (
     GenAI.PROVIDER_NAME, OpenInference.PROVIDER, GenAI.SYSTEM, OpenInference.SYSTEM, MLflow.PROVIDER,
     VercelAI.MODEL_PROVIDER,
@@ -341,8 +376,8 @@ ENVIRONMENT_KEYS = (Langfuse.ENVIRONMENT, *Common.ENVIRONMENT)
 
 # Never copied into the trace's tags: payloads and per-span internals are not labels.
 PAYLOAD_KEYS = frozenset(INPUT_KEYS + OUTPUT_KEYS) | {
-    OpenInference.INVOCATION_PARAMETERS, OpenInference.TOOLS, GenAI.TOOL_DEFINITIONS, Langfuse.USAGE_DETAILS,
-    Langfuse.COST_DETAILS,
+    OpenInference.INVOCATION_PARAMETERS, MLflow.INVOCATION_PARAMS, OpenInference.TOOLS, GenAI.TOOL_DEFINITIONS,
+    Langfuse.USAGE_DETAILS, Langfuse.COST_DETAILS,
 }  # fmt: skip
 TAG_SKIP_PREFIXES = (*FLATTENED_PREFIXES, "mlflow.", "langfuse.observation.", "llm.tools.")
 LIST_TAG_KEYS = (OpenInference.TAGS, Langfuse.TRACE_TAGS)

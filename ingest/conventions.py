@@ -16,38 +16,42 @@ from typing import Any, NamedTuple
 import orjson
 
 from spanlake.ingest.attribute_keys import (
-    OpenInference,
-    MLflow,
-    Langfuse,
-    VercelAI,
-    Common,
-    VERCEL_SPAN_TYPES,
-    SPAN_TYPE_SOURCES,
-    MODEL_KEYS,
-    PROVIDER_KEYS,
-    INPUT_TOKEN_KEYS,
-    OUTPUT_TOKEN_KEYS,
-    TOTAL_TOKEN_KEYS,
-    CACHE_READ_KEYS,
     CACHE_CREATION_KEYS,
-    REASONING_KEYS,
+    CACHE_READ_KEYS,
     COST_KEYS,
-    INPUT_KEYS,
-    OUTPUT_KEYS,
+    ENVIRONMENT_KEYS,
     FLATTENED_INPUTS,
     FLATTENED_OUTPUTS,
+    INFERRED_MODEL_CALL_TYPE,
+    INPUT_KEYS,
+    INPUT_TOKEN_KEYS,
     JSON_PAYLOAD_KEYS,
-    USER_KEYS,
-    SESSION_KEYS,
-    METADATA_USER_KEYS,
-    METADATA_SESSION_KEYS,
-    ENVIRONMENT_KEYS,
-    PAYLOAD_KEYS,
-    TAG_SKIP_PREFIXES,
     LIST_TAG_KEYS,
+    METADATA_SESSION_KEYS,
+    METADATA_USER_KEYS,
+    MODEL_KEYS,
+    OUTPUT_KEYS,
+    OUTPUT_TOKEN_KEYS,
+    PAYLOAD_KEYS,
+    PROVIDER_KEYS,
+    REASONING_KEYS,
+    REQUEST_MODEL_PARAMETERS,
+    REQUEST_PARAMETER_KEYS,
+    SESSION_KEYS,
+    SPAN_TYPE_SOURCES,
     TAG_MAX_CHARS,
+    TAG_SKIP_PREFIXES,
+    TOTAL_TOKEN_KEYS,
+    USER_KEYS,
+    VERCEL_SPAN_TYPES,
+    Common,
+    Langfuse,
+    MLflow,
+    OpenInference,
+    ResponseBody,
+    VercelAI,
 )
-
+from spanlake.tables.vocabulary import MODEL_CALL_TYPES, UNKNOWN_SPAN_TYPE
 
 # --- one pass over the attributes -----------------------------------------------------------
 
@@ -175,8 +179,12 @@ def _label(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return _unquote(value) if value[:1] == '"' else value
+        return _unquote(value) if value[:1] == '"' else value  # _unwrap, inlined: this runs ~5 times a span
     return _as_text(value)
+
+
+def _unwrap(text: str) -> str:
+    return _unquote(text) if text[:1] == '"' else text
 
 
 def _json_object(value: Any) -> dict[str, Any] | None:
@@ -222,12 +230,14 @@ def _span_type(attrs: dict[str, Any], rank: int, value: Any, span_name: str) -> 
             if span_type is not None:
                 return span_type
     if span_name.startswith("ai."):  # Vercel AI SDK without ai.operationId
-        return VERCEL_SPAN_TYPES.get(span_name.lower(), "UNKNOWN")
-    return "UNKNOWN"
+        return VERCEL_SPAN_TYPES.get(span_name.lower(), UNKNOWN_SPAN_TYPE)
+    return UNKNOWN_SPAN_TYPE
 
 
 def _mapped(mapping: dict[str, str], value: Any) -> str | None:
-    return mapping.get(_label(value).lower()) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    return mapping.get((_unquote(value) if value[:1] == '"' else value).lower())
 
 
 def _provider(attrs: dict[str, Any], value: Any) -> str | None:
@@ -302,6 +312,33 @@ def _langfuse_usage(raw: Any) -> Usage:
     )  # fmt: skip
 
 
+def _body_usage(usage: dict[str, Any]) -> Usage:
+    """A response body's usage object (OpenAI, Anthropic, LangChain's token_usage), parts included."""
+    input_key = next((k for k in ResponseBody.INPUT_TOKENS if k in usage), None)
+    input_tokens = _as_int(usage[input_key]) if input_key is not None else None
+    output_tokens = _as_int(next((usage[k] for k in ResponseBody.OUTPUT_TOKENS if k in usage), None))
+    cache_read = _as_int(usage.get(ResponseBody.CACHE_READ_INPUT_TOKENS))
+    cache_creation = _as_int(usage.get(ResponseBody.CACHE_CREATION_INPUT_TOKENS))
+    if input_key == ResponseBody.ANTHROPIC_INPUT_TOKENS and input_tokens is not None:
+        # Anthropic's own shape: its input_tokens leave the cache out, whatever the sizes say.
+        input_tokens += (cache_read or 0) + (cache_creation or 0)
+    if cache_read is None:
+        cache_read = _detail(usage, ResponseBody.INPUT_DETAILS, ResponseBody.CACHED_TOKENS)
+    reasoning = _detail(usage, ResponseBody.OUTPUT_DETAILS, ResponseBody.REASONING_TOKENS)
+    return (
+        input_tokens, output_tokens, _as_int(usage.get(ResponseBody.TOTAL_TOKENS)), cache_read, cache_creation,
+        reasoning,
+    )  # fmt: skip
+
+
+def _detail(usage: dict[str, Any], parents: tuple[str, ...], key: str) -> int | None:
+    for parent in parents:
+        details = usage.get(parent)
+        if isinstance(details, dict) and key in details:
+            return _as_int(details[key])
+    return None
+
+
 def _inclusive(
     input_tokens: int | None, output_tokens: int | None, total_tokens: int | None,
     cache_read: int | None, cache_creation: int | None, reasoning: int | None,
@@ -343,8 +380,10 @@ def _cost(attrs: dict[str, Any], value: Any) -> float | None:
         if cost:
             if "total" in cost:
                 return _as_float(cost["total"])
+            # _as_float drops what is not finite (a structured OTLP value can hold inf): never sum a None.
             parts = [_as_float(v) for v in cost.values() if isinstance(v, (int, float))]
-            return sum(parts) if parts else None
+            finite = [p for p in parts if p is not None]
+            return sum(finite) if finite else None
     return None
 
 
@@ -356,11 +395,121 @@ def _payload(attrs: dict[str, Any], key: str, value: Any, value_key: str, mime_k
         return None
     if not isinstance(value, str):
         return _as_text(value)
-    if value[:1] == '"' and (
-        key in JSON_PAYLOAD_KEYS or (key == value_key and attrs.get(mime_key) == OpenInference.JSON_MIME_TYPE)
-    ):
+    if value[:1] == '"' and _declared_json(attrs, key, value_key, mime_key):
         return _unquote(value)
     return value
+
+
+def _declared_json(attrs: dict[str, Any], key: str, value_key: str, mime_key: str) -> bool:
+    """Whether the payload under key is JSON by contract: its SDK always JSON-encodes it, or
+    OpenInference declared application/json for it."""
+    return key in JSON_PAYLOAD_KEYS or (key == value_key and attrs.get(mime_key) == OpenInference.JSON_MIME_TYPE)
+
+
+# --- model calls that report less than their attributes should ------------------------------
+
+
+def _json_object_payload(attrs: dict[str, Any], key: str, text: str, value_key: str, mime_key: str) -> bool:
+    """Whether the chosen payload is a JSON object by contract (its SDK's, or a declared mime type)."""
+    return text[:1] == "{" and _declared_json(attrs, key, value_key, mime_key)
+
+
+# A chat completion is a few KB; an embeddings response is ~30 KB per 1536-d vector (~50 us to
+# decode), a batch of them megabytes (milliseconds): too much per span for two small fields.
+_BODY_DECODE_MAX_CHARS = 8_192
+_BODY_TAIL_CHARS = 4_096
+_DECODER = json.JSONDecoder()
+
+
+def _response_fields(text: str) -> tuple[str | None, dict[str, Any] | None]:
+    """(model, usage object) of a provider response body given as JSON text."""
+    if len(text) <= _BODY_DECODE_MAX_CHARS:
+        body = _json_object(text)
+        if not body:
+            return None, None
+        inner = body.get(ResponseBody.LLM_OUTPUT)  # LangChain's LLMResult nests the provider's fields
+        if isinstance(inner, dict):
+            body = inner
+        model = next((v for k in ResponseBody.MODEL if isinstance(v := body.get(k), str) and v), None)
+        usage = next((v for k in ResponseBody.USAGE if isinstance(v := body.get(k), dict)), None)
+        return model, usage
+    # Too large to decode: providers write the usage (and OpenAI the model) after the payload, so
+    # the last such members in the text's tail are the top-level ones; only those are decoded.
+    start = len(text) - _BODY_TAIL_CHARS
+    model = next((v for k in ResponseBody.MODEL if (v := _last_member(text, k, start, str))), None)
+    usage = next((v for k in ResponseBody.USAGE if (v := _last_member(text, k, start, dict))), None)
+    return model, usage
+
+
+def _last_member(text: str, key: str, start: int, kind: type) -> Any:
+    """The value of the last `"key": value` member at or after `start` whose value is a `kind`,
+    decoded on its own. A key inside a JSON string cannot match: its quotes are escaped there."""
+    needle = f'"{key}"'
+    end = len(text)
+    while (at := text.rfind(needle, start, end)) != -1:
+        end = at
+        i = at + len(needle)
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        if i >= len(text) or text[i] != ":":
+            continue  # the key's name as a value, not a member
+        i += 1
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        try:
+            value, _ = _DECODER.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, kind) and value:
+            return value
+    return None
+
+
+def _request_model(attrs: dict[str, Any]) -> str | None:
+    """The model a call asked for, from its request parameters."""
+    for key in REQUEST_PARAMETER_KEYS:
+        if key in attrs:
+            params = _json_object(attrs[key])
+            if params and (model := _model_param(params)):
+                return model
+    model = attrs.get(MLflow.REQUEST_MODEL)
+    if isinstance(model, str) and model:
+        return _unwrap(model)
+    return None
+
+
+def _model_param(params: dict[str, Any]) -> str | None:
+    """The first model name among a request's parameters (names only: an object there is a client)."""
+    for key in REQUEST_MODEL_PARAMETERS:
+        value = params.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _from_payloads(
+    attrs: dict[str, Any], model: str | None, usage: Usage, ranks: list[int], inputs: str | None,
+    outputs: str | None,
+) -> tuple[str | None, Usage]:  # fmt: skip
+    """A model call missing its model or usage: the response body in its outputs (the model that
+    answered, the usage it reported), then, for the model, what the request asked for. Failed
+    calls have no response: their request parameters are all that name the model."""
+    # outputs/inputs not None means ranks[_OUTPUTS]/ranks[_INPUTS] name the key they came from.
+    if outputs is not None and _json_object_payload(attrs, OUTPUT_KEYS[ranks[_OUTPUTS]], outputs,
+                                                    OpenInference.OUTPUT_VALUE, OpenInference.OUTPUT_MIME_TYPE):
+        body_model, body_usage = _response_fields(outputs)
+        if model is None:
+            model = body_model
+        if body_usage and usage[2] is None:
+            usage = _inclusive(*_body_usage(body_usage))
+    if model is None:
+        model = _request_model(attrs)
+    if model is None and inputs is not None and _json_object_payload(attrs, INPUT_KEYS[ranks[_INPUTS]], inputs,
+                                                                     OpenInference.INPUT_VALUE,
+                                                                     OpenInference.INPUT_MIME_TYPE):  # fmt: skip
+        request = _json_object(inputs)  # the request itself, as MLflow and OpenInference record it
+        model = _model_param(request) if request else None
+    return model, usage
 
 
 # After an index, OpenInference nests each item under a wrapper ("0.message.role"): dropped.
@@ -446,7 +595,7 @@ def normalise(
     span_name is optional: it only helps Vercel AI SDK spans that lack ai.operationId.
     """
     ranks, values = _collect(attrs)
-    input_tokens, output_tokens, total_tokens, cache_read, cache_creation, reasoning = _usage(attrs, values)
+    usage = _usage(attrs, values)
     inputs = values[_INPUTS]
     if inputs is not None:
         inputs = _payload(attrs, INPUT_KEYS[ranks[_INPUTS]], inputs, OpenInference.INPUT_VALUE,
@@ -455,10 +604,19 @@ def normalise(
     if outputs is not None:
         outputs = _payload(attrs, OUTPUT_KEYS[ranks[_OUTPUTS]], outputs, OpenInference.OUTPUT_VALUE,
                            OpenInference.OUTPUT_MIME_TYPE)  # fmt: skip
+    model = _label(values[_MODEL])
+    span_type = _span_type(attrs, ranks[_SPAN_TYPE], values[_SPAN_TYPE], span_name)
+    # usage[2] (total) is set whenever any count is (see _inclusive): the cheapest "reports usage".
+    if span_type in MODEL_CALL_TYPES:
+        if model is None or usage[2] is None:  # rare: failed calls, MLflow embeddings
+            model, usage = _from_payloads(attrs, model, usage, ranks, inputs, outputs)
+    elif model is not None and usage[2] is not None and span_type == UNKNOWN_SPAN_TYPE:
+        span_type = INFERRED_MODEL_CALL_TYPE
     if inputs is None and values[_FLAT_INPUTS] is not None:
         inputs = _unflatten(attrs, _INPUT_HINT_PREFIXES[ranks[_FLAT_INPUTS]])
     if outputs is None and values[_FLAT_OUTPUTS] is not None:
         outputs = _unflatten(attrs, _OUTPUT_HINT_PREFIXES[ranks[_FLAT_OUTPUTS]])
+    input_tokens, output_tokens, total_tokens, cache_read, cache_creation, reasoning = usage
     user_id = _label(values[_USER])
     session_id = _label(values[_SESSION])
     if (user_id is None or session_id is None) and OpenInference.METADATA in attrs:
@@ -471,8 +629,8 @@ def normalise(
     )
     # Positional: building a NamedTuple from keywords costs more than the rest of this function.
     return Canonical(
-        _span_type(attrs, ranks[_SPAN_TYPE], values[_SPAN_TYPE], span_name),
-        _label(values[_MODEL]),  # model
+        span_type,
+        model,
         _provider(attrs, values[_PROVIDER]),  # provider
         input_tokens,
         output_tokens,
@@ -510,5 +668,5 @@ def trace_tags(attrs: dict[str, Any]) -> dict[str, str]:
                 if isinstance(tag, str) and tag:
                     tags.setdefault(tag[:TAG_MAX_CHARS], "")
         elif isinstance(value, str) and key not in PAYLOAD_KEYS and not key.startswith(TAG_SKIP_PREFIXES):
-            tags.setdefault(key, _label(value)[:TAG_MAX_CHARS])
+            tags.setdefault(key, _unwrap(value)[:TAG_MAX_CHARS])
     return tags

@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanlake.errors import DecodeError
+from spanlake.tables.vocabulary import STATUS_CODES
 
 try:
     import spanlake_native
@@ -35,7 +36,6 @@ CONTENT_TYPES: dict[str, Encoding] = {
     "application/json": "otlp_json",
 }
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
-STATUS_CODES = ("UNSET", "OK", "ERROR")
 # Timestamps outside this window are clock bugs, not traces: 2000-01-01 .. 2100-01-01 in ns.
 MIN_TIME_NS = 946_684_800 * 10**9
 MAX_TIME_NS = 4_102_444_800 * 10**9

@@ -16,10 +16,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spanlake.ingest.attribute_keys import MODEL_CALL_TYPES, Common, MLflow
+from spanlake.ingest.attribute_keys import Common, MLflow
 from spanlake.ingest.conventions import normalise, trace_tags
 from spanlake.ingest.otlp import Span
 from spanlake.tables.schemas import SPAN_DATA, STRING_MAP, TRACE_INFO
+from spanlake.tables.vocabulary import MODEL_CALL_TYPES
 
 PREVIEW_CHARS = 1000
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from spanlake.tables.vocabulary import MODEL_CALL_TYPES, SPAN_TYPES, STATUS_CODES
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 STRING_MAP = pa.map_(pa.string(), pa.string())
 
@@ -45,6 +47,14 @@ def _c(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> Column
     return Column(name, type_, doc, nullable)
 
 
+def _or(values: tuple[str, ...]) -> str:
+    """("UNSET", "OK", "ERROR") -> "UNSET, OK or ERROR": column docs name the vocabulary, never copy it."""
+    return f"{', '.join(values[:-1])} or {values[-1]}"
+
+
+_MODEL_CALLS = tuple(t for t in SPAN_TYPES if t in MODEL_CALL_TYPES)  # in SPAN_TYPES' order, for the docs
+
+
 KAFKA_COLUMNS = (
     _c("topic", pa.string(), "Kafka topic the message came from.", False),
     _c("partition", pa.int32(), "Kafka partition.", False),
@@ -59,11 +69,11 @@ SPAN_DATA = TableSpec(
         _c("parent_span_id", pa.string(), "Parent's span id; null for a root span."),
         _c("name", pa.string(), "Span name.", False),
         _c("span_kind", pa.string(), "OTel kind: INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER, UNSPECIFIED."),
-        _c("span_type", pa.string(), "LLM, CHAT_MODEL, EMBEDDING, RETRIEVER, RERANKER, TOOL, AGENT, CHAIN, PARSER, UNKNOWN."),
+        _c("span_type", pa.string(), f"{', '.join(SPAN_TYPES)}."),
         _c("start_time", TIMESTAMP, "Span start, UTC, microseconds.", False),
         _c("end_time", TIMESTAMP, "Span end, UTC, microseconds."),
         _c("duration_ms", pa.float64(), "end_time - start_time in milliseconds."),
-        _c("status_code", pa.string(), "UNSET, OK or ERROR (ERROR also when error.type or an exception event is set)."),
+        _c("status_code", pa.string(), f"{_or(STATUS_CODES)} (ERROR also when error.type or an exception event is set)."),
         _c("status_message", pa.string(), "Status description."),
         _c("service_name", pa.string(), "Resource attribute service.name."),
         _c("model", pa.string(), "Model name (response model when reported, else request model)."),
@@ -102,7 +112,7 @@ TRACE_INFO = TableSpec(
         _c("session_id", pa.string(), "Session / conversation id."),
         _c("span_count", pa.int64(), "Spans stored for the trace.", False),
         _c("error_count", pa.int64(), "Spans with status ERROR.", False),
-        _c("llm_call_count", pa.int64(), "Spans of type LLM, CHAT_MODEL or EMBEDDING.", False),
+        _c("llm_call_count", pa.int64(), f"Spans of type {_or(_MODEL_CALLS)}.", False),
         _c("input_tokens", pa.int64(), "Sum of input tokens over model-call spans; null when none reported."),
         _c("output_tokens", pa.int64(), "Sum of output tokens over model-call spans."),
         _c("total_tokens", pa.int64(), "Sum of total tokens over model-call spans."),

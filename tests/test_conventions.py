@@ -494,6 +494,265 @@ def test_span_type(attrs: dict[str, Any], expected: str) -> None:
     assert normalise(attrs, "UNSET", ()).span_type == expected
 
 
+# --- model calls that report less than their attributes should --------------------------------
+
+# mlflow.openai.autolog() on a chat completion that failed (a 429): MLflow copies the call's keyword
+# arguments but the messages onto the span when it starts (JSON-encoded, as every value over OTLP),
+# keeps all of them as the span's inputs, and on the exception ends the span ERROR with an
+# `exception` event: no response, so no mlflow.llm.model and no usage.
+MLFLOW_OPENAI_FAILED_CHAT = {
+    "mlflow.traceRequestId": '"tr-5c1e0b8d8a2f4e3b9c7d6e5f4a3b2c1d"',
+    "mlflow.spanType": '"CHAT_MODEL"',
+    "mlflow.spanFunctionName": '"create"',
+    "mlflow.spanInputs": '{"messages": [{"role": "user", "content": "Where is my order #4411?"}], '
+    '"model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 256}',
+    "model": '"gpt-4o-mini"',
+    "temperature": "0.2",
+    "max_tokens": "256",
+}
+# mlflow.langchain.autolog() on a ChatOpenAI call that failed: the span's attributes are LangChain's
+# callback kwargs (invocation_params, options, batch_size, metadata), its inputs the message batches.
+MLFLOW_LANGCHAIN_FAILED_CHAT = {
+    "mlflow.traceRequestId": '"tr-9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"',
+    "mlflow.spanType": '"CHAT_MODEL"',
+    "mlflow.spanInputs": '[[{"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", '
+    '"HumanMessage"], "kwargs": {"content": "Summarise the ticket.", "type": "human"}}]]',
+    "invocation_params": '{"model": "gpt-4o-mini", "model_name": "gpt-4o-mini", "stream": false, "n": 1, '
+    '"temperature": 0.0, "_type": "openai-chat", "stop": null}',
+    "options": '{"stop": null}',
+    "batch_size": "1",
+    "metadata": '{"ls_provider": "openai", "ls_model_name": "gpt-4o-mini", "ls_model_type": "chat", '
+    '"ls_temperature": 0.0}',
+}
+# openinference-instrumentation-openai on the same failed call: the request becomes input.value (JSON)
+# and llm.invocation_parameters (the request but the messages and tools); llm.model_name and the
+# token counts come from the response, which never arrived.
+OPENINFERENCE_OPENAI_FAILED_CHAT = {
+    "openinference.span.kind": "LLM",
+    "llm.provider": "openai",
+    "llm.system": "openai",
+    "input.value": '{"messages": [{"role": "user", "content": "Where is my order #4411?"}], "model": "gpt-4o", '
+    '"temperature": 0.1}',
+    "input.mime_type": "application/json",
+    "llm.invocation_parameters": '{"model": "gpt-4o", "temperature": 0.1}',
+    "llm.input_messages.0.message.role": "user",
+    "llm.input_messages.0.message.content": "Where is my order #4411?",
+}
+
+
+def test_a_failed_mlflow_openai_call_records_the_requested_model() -> None:
+    assert_canonical(normalise(MLFLOW_OPENAI_FAILED_CHAT, "ERROR", ("exception",)), {
+        "span_type": "CHAT_MODEL", "model": "gpt-4o-mini", "provider": None, **NO_TOKENS, "provided_cost_usd": None,
+        "inputs": MLFLOW_OPENAI_FAILED_CHAT["mlflow.spanInputs"], "outputs": None, "user_id": None,
+        "session_id": None, "is_error": True, "environment": None,
+    })  # fmt: skip
+
+
+def test_a_failed_openinference_openai_call_records_the_requested_model() -> None:
+    assert_canonical(normalise(OPENINFERENCE_OPENAI_FAILED_CHAT, "ERROR", ("exception",)), {
+        "span_type": "LLM", "model": "gpt-4o", "provider": "openai", **NO_TOKENS, "provided_cost_usd": None,
+        "inputs": OPENINFERENCE_OPENAI_FAILED_CHAT["input.value"], "outputs": None, "user_id": None,
+        "session_id": None, "is_error": True, "environment": None,
+    })  # fmt: skip
+
+
+def without(attrs: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k not in keys}
+
+
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        # Each source of the requested model on its own.
+        pytest.param(without(MLFLOW_OPENAI_FAILED_CHAT, "mlflow.spanInputs"), "gpt-4o-mini", id="mlflow-kwargs"),
+        pytest.param(without(MLFLOW_OPENAI_FAILED_CHAT, "model"), "gpt-4o-mini", id="mlflow-json-inputs"),
+        pytest.param(MLFLOW_LANGCHAIN_FAILED_CHAT, "gpt-4o-mini", id="mlflow-langchain-invocation-params"),
+        pytest.param({**MLFLOW_LANGCHAIN_FAILED_CHAT, "invocation_params":
+                      '{"model_id": "anthropic.claude-3-5-haiku-20241022-v1:0", "_type": "amazon_bedrock_chat"}'},
+                     "anthropic.claude-3-5-haiku-20241022-v1:0", id="langchain-bedrock-model-id"),
+        pytest.param(without(OPENINFERENCE_OPENAI_FAILED_CHAT, "input.value"), "gpt-4o", id="oi-invocation-params"),
+        pytest.param(without(OPENINFERENCE_OPENAI_FAILED_CHAT, "llm.invocation_parameters"), "gpt-4o",
+                     id="oi-json-input-value"),
+        # Request parameters win over the inputs; a reported model wins over both.
+        pytest.param({**MLFLOW_OPENAI_FAILED_CHAT, "model": '"gpt-4.1"'}, "gpt-4.1", id="params-before-inputs"),
+        pytest.param({**OPENINFERENCE_OPENAI_FAILED_CHAT, "llm.model_name": "gpt-4o-2024-08-06"}, "gpt-4o-2024-08-06",
+                     id="reported-model-wins"),
+        # A text/plain input.value is the user's text, never parsed, even when it looks like JSON.
+        pytest.param({**without(OPENINFERENCE_OPENAI_FAILED_CHAT, "llm.invocation_parameters"),
+                      "input.mime_type": "text/plain"}, None, id="oi-text-input-not-parsed"),
+        # Only model calls are asked: a chain or tool whose inputs name a model did not call it.
+        pytest.param({"mlflow.spanType": '"CHAIN"', "mlflow.spanInputs": '{"model": "gpt-4o", "q": "hi"}',
+                      "model": '"gpt-4o"'}, None, id="chain-not-a-call"),
+        pytest.param({"openinference.span.kind": "TOOL", "llm.invocation_parameters": '{"model": "gpt-4o"}'}, None,
+                     id="tool-not-a-call"),
+        # Garbage in the parameters is skipped, not raised.
+        pytest.param({**without(MLFLOW_OPENAI_FAILED_CHAT, "mlflow.spanInputs", "model"), "invocation_params": "{oops",
+                      "llm.invocation_parameters": '{"model": {"name": "x"}}'}, None, id="garbage-params"),
+    ],
+)  # fmt: skip
+def test_requested_model_of_a_call_without_a_response(attrs: dict[str, Any], expected: str | None) -> None:
+    assert normalise(attrs, "ERROR", ("exception",)).model == expected
+
+
+# mlflow.openai.autolog() on an embeddings call: the span is EMBEDDING and its outputs are the
+# CreateEmbeddingResponse, whose usage is the only place the token count is.
+MLFLOW_OPENAI_EMBEDDINGS = {
+    "mlflow.traceRequestId": '"tr-1a2b3c4d5e6f47889900aabbccddeeff"',
+    "mlflow.spanType": '"EMBEDDING"',
+    "mlflow.spanFunctionName": '"create"',
+    "mlflow.spanInputs": '{"input": ["refund policy", "shipping times"], "model": "text-embedding-3-small"}',
+    "mlflow.spanOutputs": '{"data": [{"embedding": [0.0123, -0.0456, 0.0789], "index": 0, "object": "embedding"}, '
+    '{"embedding": [0.0231, 0.0112, -0.0644], "index": 1, "object": "embedding"}], '
+    '"model": "text-embedding-3-small", "object": "list", "usage": {"prompt_tokens": 6, "total_tokens": 6}}',
+    "model": '"text-embedding-3-small"',
+}
+# mlflow.openai.autolog() of a version that does not set mlflow.chat.tokenUsage: the ChatCompletion
+# in the outputs carries the answering model and the usage, cache and reasoning parts included.
+MLFLOW_OPENAI_CHAT_BODY = {
+    "mlflow.spanType": '"CHAT_MODEL"',
+    "mlflow.spanInputs": '{"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini"}',
+    "mlflow.spanOutputs": '{"id": "chatcmpl-AbC123", "object": "chat.completion", "created": 1762000000, '
+    '"model": "gpt-4o-mini-2024-07-18", "choices": [{"index": 0, "message": {"role": "assistant", '
+    '"content": "Hello!"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1350, "completion_tokens": 17, '
+    '"total_tokens": 1367, "prompt_tokens_details": {"cached_tokens": 1152, "audio_tokens": 0}, '
+    '"completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}, "system_fingerprint": "fp_44709d6fcb"}',
+    "model": '"gpt-4o-mini"',
+}
+
+
+def test_mlflow_embeddings_usage_is_read_from_the_response_body() -> None:
+    assert_canonical(normalise(MLFLOW_OPENAI_EMBEDDINGS, "OK", ()), {
+        "span_type": "EMBEDDING", "model": "text-embedding-3-small", "provider": None,
+        "input_tokens": 6, "output_tokens": None, "total_tokens": 6, "cache_read_input_tokens": None,
+        "cache_creation_input_tokens": None, "reasoning_output_tokens": None, "provided_cost_usd": None,
+        "inputs": MLFLOW_OPENAI_EMBEDDINGS["mlflow.spanInputs"], "outputs": MLFLOW_OPENAI_EMBEDDINGS["mlflow.spanOutputs"],
+        "user_id": None, "session_id": None, "is_error": False, "environment": None,
+    })  # fmt: skip
+
+
+def test_chat_completion_body_gives_the_answering_model_and_usage() -> None:
+    canon = normalise(MLFLOW_OPENAI_CHAT_BODY, "OK", ())
+    assert canon.model == "gpt-4o-mini-2024-07-18"  # the response's model, not the requested alias
+    assert [getattr(canon, f) for f in TOKEN_FIELDS] == [1350, 17, 1367, 1152, None, 0]
+
+
+def body(usage: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"mlflow.spanType": '"CHAT_MODEL"', "mlflow.spanOutputs": json.dumps({**fields, "usage": usage})}
+
+
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        # OpenAI Responses API: input_tokens is inclusive there (its cached part is a detail).
+        pytest.param(body({"input_tokens": 36, "input_tokens_details": {"cached_tokens": 12}, "output_tokens": 87,
+                           "output_tokens_details": {"reasoning_tokens": 64}, "total_tokens": 123}),
+                     [36, 87, 123, 12, None, 64], id="openai-responses"),
+        # Anthropic Messages: input_tokens excludes the cache, whose counts sit beside it.
+        pytest.param(body({"input_tokens": 20, "output_tokens": 96, "cache_read_input_tokens": 4800,
+                           "cache_creation_input_tokens": 390}, model="claude-sonnet-4-5-20250929"),
+                     [5210, 96, 5306, 4800, 390, None], id="anthropic-additive"),
+        pytest.param(body({"input_tokens": 9000, "output_tokens": 96, "cache_read_input_tokens": 4800}),
+                     [13800, 96, 13896, 4800, None, None], id="anthropic-additive-even-when-larger"),
+        # LiteLLM: the same cache names beside an inclusive prompt_tokens, so nothing is added.
+        pytest.param(body({"prompt_tokens": 5210, "completion_tokens": 96, "total_tokens": 5306,
+                           "cache_read_input_tokens": 4800, "cache_creation_input_tokens": 390,
+                           "prompt_tokens_details": {"cached_tokens": 4800}}),
+                     [5210, 96, 5306, 4800, 390, None], id="litellm-inclusive"),
+        # LangChain's LLMResult as MLflow's LangChain autologger stores it: llm_output.token_usage.
+        pytest.param({"mlflow.spanType": '"CHAT_MODEL"', "mlflow.spanOutputs": json.dumps({
+            "generations": [[{"text": "Refund approved.", "generation_info": {"finish_reason": "stop"},
+                              "type": "ChatGeneration"}]],
+            "llm_output": {"token_usage": {"completion_tokens": 9, "prompt_tokens": 19, "total_tokens": 28},
+                           "model_name": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_0ba0d124f1"},
+            "run": None, "type": "LLMResult"})}, [19, 9, 28, None, None, None], id="langchain-llm-result"),
+        # OpenInference output.value declared JSON counts; undeclared it is text and is left alone.
+        pytest.param({"openinference.span.kind": "EMBEDDING", "output.mime_type": "application/json",
+                      "output.value": '{"usage": {"prompt_tokens": 8, "total_tokens": 8}}'},
+                     [8, None, 8, None, None, None], id="oi-json-output"),
+        pytest.param({"openinference.span.kind": "EMBEDDING",
+                      "output.value": '{"usage": {"prompt_tokens": 8, "total_tokens": 8}}'}, [None] * 6,
+                     id="oi-text-output-not-parsed"),
+        # Usage attributes win over the body; a non-model span's body is not a model's response.
+        pytest.param({**body({"prompt_tokens": 1, "completion_tokens": 1}),
+                      "mlflow.chat.tokenUsage": '{"input_tokens": 40, "output_tokens": 2, "total_tokens": 42}'},
+                     [40, 2, 42, None, None, None], id="attributes-win"),
+        pytest.param({"mlflow.spanType": '"AGENT"', "mlflow.spanOutputs": json.dumps(
+            {"final_output": "done", "usage": {"input_tokens": 500, "output_tokens": 50}})}, [None] * 6,
+                     id="agent-body-not-read"),
+        # Malformed bodies are skipped.
+        pytest.param(body({"prompt_tokens": "many", "total_tokens": -1}), [None] * 6, id="garbage-counts"),
+        pytest.param({"mlflow.spanType": '"CHAT_MODEL"', "mlflow.spanOutputs": '{"usage": [1, 2]'}, [None] * 6,
+                     id="broken-json"),
+    ],
+)  # fmt: skip
+def test_usage_from_the_response_body(attrs: dict[str, Any], expected: list[int | None]) -> None:
+    canon = normalise(attrs, "OK", ())
+    assert [getattr(canon, f) for f in TOKEN_FIELDS] == expected
+
+
+def test_a_large_response_body_is_read_from_its_tail() -> None:
+    """A batch of embeddings is megabytes of vectors: only the usage and model after them are decoded,
+    and a key quoted inside the payload's text (escaped there) is not mistaken for them."""
+    vectors = [{"embedding": [0.0123456789] * 1536, "index": i, "object": "embedding"} for i in range(20)]
+    outputs = json.dumps({"data": vectors, "model": "text-embedding-3-large", "object": "list",
+                          "usage": {"prompt_tokens": 412, "total_tokens": 412}})  # fmt: skip
+    attrs = {**MLFLOW_OPENAI_EMBEDDINGS, "mlflow.spanOutputs": outputs, "model": '"text-embedding-3-small"'}
+    assert len(outputs) > 400_000
+    canon = normalise(attrs, "OK", ())
+    assert (canon.model, canon.input_tokens, canon.total_tokens) == ("text-embedding-3-large", 412, 412)
+
+    content = "Quoted log line: " + json.dumps({"usage": {"prompt_tokens": 1}, "model": "fake"}) + " x" * 20_000
+    chat = json.dumps({"id": "chatcmpl-1", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                       "model": "gpt-4o-2024-08-06", "object": "chat.completion",
+                       "usage": {"prompt_tokens": 90, "completion_tokens": 20_001, "total_tokens": 20_091}})  # fmt: skip
+    canon = normalise({"mlflow.spanType": '"CHAT_MODEL"', "mlflow.spanOutputs": chat}, "OK", ())
+    assert (canon.model, canon.input_tokens, canon.output_tokens) == ("gpt-4o-2024-08-06", 90, 20_001)
+
+    # The tail is all that is read: a large body whose usage comes first reports none.
+    early = json.dumps({"usage": {"prompt_tokens": 5, "total_tokens": 5}, "data": vectors})
+    assert normalise({"mlflow.spanType": '"EMBEDDING"', "mlflow.spanOutputs": early}, "OK", ()).total_tokens is None
+
+
+def test_langchain_llm_result_gives_the_answering_model() -> None:
+    outputs = {"generations": [[{"text": "ok"}]], "llm_output": {"model_name": "gpt-4o-mini-2024-07-18"}}
+    attrs = {**MLFLOW_LANGCHAIN_FAILED_CHAT, "mlflow.spanOutputs": json.dumps(outputs)}
+    assert normalise(attrs, "OK", ()).model == "gpt-4o-mini-2024-07-18"
+
+
+# A span made by hand under the README's exporter snippet: no operation name, no span kind.
+HAND_MADE_MODEL_CALL = {"gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 812,
+                        "gen_ai.usage.output_tokens": 64}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        pytest.param(HAND_MADE_MODEL_CALL, "LLM", id="genai-hand-made"),
+        pytest.param({"llm.model_name": "gpt-4o", "llm.token_count.total": 90}, "LLM", id="openinference-no-kind"),
+        # MLflow's default span type is UNKNOWN; a manual span with its model and usage is a call.
+        pytest.param({"mlflow.spanType": '"UNKNOWN"', "mlflow.llm.model": '"claude-sonnet-4-5"',
+                      "mlflow.chat.tokenUsage": '{"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}'},
+                     "LLM", id="mlflow-unknown"),
+        # Either alone says nothing: a model named in a config, a usage summary.
+        pytest.param(without(HAND_MADE_MODEL_CALL, "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"),
+                     "UNKNOWN", id="model-only"),
+        pytest.param(without(HAND_MADE_MODEL_CALL, "gen_ai.request.model"), "UNKNOWN", id="usage-only"),
+        pytest.param({**HAND_MADE_MODEL_CALL, "gen_ai.usage.input_tokens": "n/a", "gen_ai.usage.output_tokens": None},
+                     "UNKNOWN", id="unusable-usage"),
+        # A type that a convention gave is kept: orchestration that sums its children stays CHAIN.
+        pytest.param({**HAND_MADE_MODEL_CALL, "openinference.span.kind": "CHAIN"}, "CHAIN", id="explicit-chain"),
+        pytest.param({**HAND_MADE_MODEL_CALL, "ai.operationId": "ai.generateText"}, "CHAIN", id="vercel-outer"),
+    ],
+)  # fmt: skip
+def test_an_untyped_span_with_a_model_and_usage_is_a_model_call(attrs: dict[str, Any], expected: str) -> None:
+    assert normalise(attrs, "UNSET", ()).span_type == expected
+
+
+def test_an_inferred_model_call_has_its_total() -> None:
+    canon = normalise(HAND_MADE_MODEL_CALL, "UNSET", ())
+    assert (canon.span_type, canon.model, canon.total_tokens) == ("LLM", "gpt-4o-mini", 876)
+
+
 # --- status -----------------------------------------------------------------------------------
 
 
@@ -593,6 +852,8 @@ def test_token_rules(attrs: dict[str, Any], expected: list[int | None]) -> None:
         ({"llm.cost.total": 0.1, "mlflow.llm.cost": '{"total_cost": 9.0}'}, 0.1),
         ({"mlflow.llm.cost": "not json"}, None),
         ({"llm.cost.total": float("nan")}, None),
+        # A structured (kvlist) value can hold a non-finite double: skipped, not summed as None.
+        ({"langfuse.observation.cost_details": {"input": float("inf"), "output": 0.5}}, 0.5),
     ],
 )
 def test_provided_cost(attrs: dict[str, Any], expected: float | None) -> None:
