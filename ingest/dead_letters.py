@@ -1,7 +1,8 @@
 """Dead letters: messages (or single spans) that could not be ingested, kept with the reason.
 
 A bad message never stops a partition and is never dropped silently: it becomes a row of
-`ingest_errors` with its topic, partition, offset and raw bytes.
+`ingest_errors` with its topic, partition, offset and raw bytes. With a masker, every row's key,
+payload and error are masked as it is added, whichever stage rejected the message.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanlake.ingest.masking import Masker
 from spanlake.tables.schemas import INGEST_ERRORS
 
 
 @dataclass
 class DeadLetters:
+    masker: Masker | None = None
     cols: dict[str, list] = field(
         default_factory=lambda: {c: [] for c in INGEST_ERRORS.column_names if c not in ("ingested_at", "day")}
     )
@@ -36,6 +39,8 @@ class DeadLetters:
         trace_id: str | None = None,
         span_id: str | None = None,
     ) -> None:
+        if self.masker is not None:  # an error quotes what it rejects, a payload is whatever came
+            key, value, error = self.masker.mask_dead_letter(key, value, error)
         for name, item in (
             ("topic", topic), ("partition", partition), ("offset", offset), ("key", key), ("value", value),
             ("error", error), ("trace_id", trace_id), ("span_id", span_id),
