@@ -2,7 +2,8 @@
 
 A bad message never stops a partition and is never dropped silently: whatever stage fails
 for it (decode, one span, building its rows), it becomes a row of `ingest_errors` with that
-stage, its topic, partition, offset and raw bytes.
+stage, its topic, partition, offset and raw bytes. With a masker, every row's key, payload and
+error are masked as it is added.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spanlake.ingest.masking import Masker
 from spanlake.tables.schemas import INGEST_ERRORS
 
 # decode: the message is not an OTLP request; span: one span of it was rejected; rows: turning
@@ -30,6 +32,7 @@ def describe(exc: BaseException) -> str:
 
 @dataclass
 class DeadLetters:
+    masker: Masker | None = None
     cols: dict[str, list] = field(
         default_factory=lambda: {c: [] for c in INGEST_ERRORS.column_names if c not in ("ingested_at", "day")}
     )
@@ -50,6 +53,8 @@ class DeadLetters:
         trace_id: str | None = None,
         span_id: str | None = None,
     ) -> None:
+        if self.masker is not None:  # an error quotes what it rejects, a payload is whatever came
+            key, value, error = self.masker.mask_dead_letter(key, value, error)
         for name, item in (
             ("topic", topic), ("partition", partition), ("offset", offset), ("key", key), ("value", value),
             ("error", error), ("trace_id", trace_id), ("span_id", span_id), ("stage", stage),

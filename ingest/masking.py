@@ -1,8 +1,11 @@
 """Masking at ingest: regex rules that redact personal data and secrets before anything is written.
 
 This module owns the rules (`DEFAULT_RULES`, custom ones from settings) and their application to
-span and event attribute values, including strings nested in lists and dicts. Keys are never
-masked, nor are non-string values (token counts, timestamps and prices stay numbers).
+every text a table stores: a decoded span's name, status message, attributes, events (names and
+attributes) and resource attributes, including strings nested in lists and dicts, and a dead
+letter's key, payload and error. Every other column derives from these (inputs, outputs,
+previews, tags, metadata, service and environment), so it is masked too. Keys are never masked,
+nor are non-string values (token counts, timestamps and prices stay numbers).
 
 Cost matters: ingest decodes 25-45k spans/s per core. So every default rule is cheap to skip:
 a value shorter than a rule's shortest match skips it (most attribute values are short);
@@ -11,19 +14,23 @@ match holds, such as "@" or "sk-"); phone and card regexes run only in small win
 the digit runs one scan finds. Unchanged values come back as the same objects, so a clean
 attribute dict costs no copy.
 
-Wiring (done by the ingest service): `masker.mask_attributes(span.attributes)`,
-`masker.mask_events(span.events)`, and `masker.mask_value(...)` for any other text, before
-rows are built, so inputs/outputs derived from attributes are masked too.
+Wiring (done by the Delta sink): `masker.mask_spans(spans)` right after decoding, before rows
+are built, and `DeadLetters(masker)`, whose every row goes through `mask_dead_letter`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from spanlake.errors import ConfigError
+from spanlake.settings import DeadLetterMasking
+
+if TYPE_CHECKING:
+    from spanlake.ingest.otlp import Span
 
 __all__ = ["DEFAULT_RULES", "Masker", "MaskingRule", "is_card_number", "is_phone_number"]
 
@@ -180,8 +187,11 @@ class _Rule:
 class Masker:
     """Applies rules, in order, to string values; everything else passes through untouched."""
 
-    def __init__(self, rules: Iterable[MaskingRule] = DEFAULT_RULES) -> None:
+    def __init__(self, rules: Iterable[MaskingRule] = DEFAULT_RULES, dead_letters: DeadLetterMasking = "mask") -> None:
+        if dead_letters not in get_args(DeadLetterMasking):
+            raise ConfigError(f"dead-letter masking must be one of {get_args(DeadLetterMasking)}, got {dead_letters!r}")
         self.rules = tuple(rules)
+        self.dead_letters = dead_letters
         compiled = [_Rule(r) for r in self.rules]
         self._numeric = tuple(r for r in compiled if r.numeric)
         self._min_run_digits = min((r.min_digits for r in self._numeric), default=0)
@@ -192,9 +202,15 @@ class Masker:
         self._min_length = min((r.min_length for r in compiled), default=0)
 
     @classmethod
-    def from_settings(cls, enabled: bool, extra_rules: Iterable[Mapping[str, str]] | None = None) -> Masker | None:
+    def from_settings(
+        cls,
+        enabled: bool,
+        extra_rules: Iterable[Mapping[str, str]] | None = None,
+        dead_letters: DeadLetterMasking = "mask",
+    ) -> Masker | None:
         """The masker a settings object asks for: None when masking is off. `extra_rules` are
-        {"name", "pattern", "replacement"} dicts, applied after the default rules."""
+        {"name", "pattern", "replacement"} dicts, applied after the default rules; `dead_letters`
+        says how a dead letter's payload is masked (see `mask_dead_letter`)."""
         if not enabled:
             return None
         extra = []
@@ -203,7 +219,7 @@ class Masker:
             if not raw.get("pattern"):
                 raise ConfigError(f"masking rule {name!r}: no pattern")
             extra.append(MaskingRule(name, str(raw["pattern"]), str(raw.get("replacement") or f"[REDACTED:{name}]")))
-        return cls((*DEFAULT_RULES, *extra))
+        return cls((*DEFAULT_RULES, *extra), dead_letters)
 
     def mask_text(self, text: str) -> str:
         """`text` with every rule applied; the same object when nothing matched."""
@@ -270,7 +286,8 @@ class Masker:
         """A new dict with masked values when anything matched, else `attrs` itself."""
         out: dict[str, Any] | None = None
         for key, value in attrs.items():
-            masked = self.mask_value(value)
+            # most values are strings: skip mask_value's dispatch (the hot loop of masking)
+            masked = self.mask_text(value) if type(value) is str else self.mask_value(value)
             if masked is not value:
                 if out is None:
                     out = dict(attrs)
@@ -278,13 +295,52 @@ class Masker:
         return attrs if out is None else out
 
     def mask_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """OTLP span events ({name, time_unix_nano, attributes}) with their attributes masked."""
+        """OTLP span events ({name, time_unix_nano, attributes}) with their names and attributes masked."""
         out: list[dict[str, Any]] | None = None
         for i, event in enumerate(events):
-            attrs = event.get("attributes")
+            name, attrs = event.get("name"), event.get("attributes")
+            masked_name = self.mask_value(name)
             masked = self.mask_attributes(attrs) if attrs else attrs
-            if masked is not attrs:
+            if masked_name is not name or masked is not attrs:
                 if out is None:
                     out = list(events)
-                out[i] = {**event, "attributes": masked}
+                out[i] = {**event, "name": masked_name, "attributes": masked}
         return events if out is None else out
+
+    def mask_spans(self, spans: Iterable[Span]) -> None:
+        """Mask, in place, every text field of each span: name, status message, attributes, events
+        and resource attributes. The spans of one ResourceSpans share one resource dict: it is
+        masked once, and its masked copy is shared the same way (row building relies on that)."""
+        # id(resource) -> (resource, masked); holding the original keeps its id from being reused
+        resources: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for span in spans:
+            span.name = self.mask_value(span.name)
+            span.status_message = self.mask_value(span.status_message)
+            span.attributes = self.mask_attributes(span.attributes)
+            if span.events:
+                span.events = self.mask_events(span.events)
+            pair = resources.get(id(span.resource))
+            if pair is None:
+                pair = resources[id(span.resource)] = (span.resource, self.mask_attributes(span.resource))
+            span.resource = pair[1]
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        """`data` masked as UTF-8 text; bytes that are not UTF-8 pass through unchanged
+        (surrogateescape), so an unmatched payload comes back as the same object, byte for byte."""
+        text = data.decode("utf-8", "surrogateescape")
+        masked = self.mask_text(text)
+        return data if masked is text else masked.encode("utf-8", "surrogateescape")
+
+    def mask_dead_letter(
+        self, key: bytes | None, value: bytes | None, error: str
+    ) -> tuple[bytes | None, bytes | None, str]:
+        """A dead letter's (key, value, error) masked: the error quotes what it rejects (a span's
+        name), the key is masked as text, and the payload either masked as text (`mask`) or, with
+        `hash`, replaced by its sha256 and length, for payloads text rules cannot be trusted on
+        (other encodings, compressed or escaped text)."""
+        if value is not None:
+            if self.dead_letters == "hash":
+                value = f"[REDACTED:payload sha256={hashlib.sha256(value).hexdigest()} bytes={len(value)}]".encode()
+            else:
+                value = self.mask_bytes(value)
+        return None if key is None else self.mask_bytes(key), value, self.mask_text(error)

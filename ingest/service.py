@@ -78,7 +78,7 @@ class SpanIngestor:
             encoding=settings.encoding,
             storage_options=settings.storage_options,
             crash_at=crash_at,
-            masker=Masker.from_settings(settings.mask, settings.mask_rules),
+            masker=Masker.from_settings(settings.mask, settings.mask_rules, settings.mask_dead_letters),
         )
         self.maintenance = MaintenanceSchedule(settings) if settings.maintenance_interval_seconds else None
         self.buffer: list[Decoded] = []

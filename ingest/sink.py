@@ -185,9 +185,7 @@ class DeltaSink:
                 out.append(Decoded(r, [], [], str(exc) if isinstance(exc, SpanlakeError) else describe(exc), "decode"))
                 continue
             if self.masker is not None:  # before anything is written anywhere
-                for span in spans:
-                    span.attributes = self.masker.mask_attributes(span.attributes)
-                    span.events = self.masker.mask_events(span.events)
+                self.masker.mask_spans(spans)
             out.append(Decoded(r, spans, rejects, None))
         return out
 
@@ -321,9 +319,8 @@ class DeltaSink:
                 rows.add(span, r.topic, r.partition, r.offset)
         return rows
 
-    @staticmethod
-    def _dead_letters(decoded: list[Decoded]) -> DeadLetters:
-        letters = DeadLetters()
+    def _dead_letters(self, decoded: list[Decoded]) -> DeadLetters:
+        letters = DeadLetters(self.masker)
         for d in decoded:
             r = d.record
             where = {"topic": r.topic, "partition": r.partition, "offset": r.offset, "key": r.key}

@@ -13,6 +13,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Encoding = Literal["otlp_proto", "otlp_json"]
+# How a dead letter's payload is masked: as UTF-8 text (undecodable bytes kept), or replaced by its sha256 and length.
+DeadLetterMasking = Literal["mask", "hash"]
 
 
 class Settings(BaseSettings):
@@ -31,9 +33,16 @@ class Settings(BaseSettings):
     flush_spans: int = Field(50_000, gt=0, description="Flush a micro-batch at this many spans ...")
     flush_bytes: int = Field(32 * 1024 * 1024, gt=0, description="... or this many message bytes ...")
     flush_seconds: float = Field(1.0, gt=0, description="... or when its oldest message is this old.")
-    mask: bool = Field(False, description="Mask e-mails, phone and card numbers, API keys in span text before writing.")
+    mask: bool = Field(
+        False, description="Mask e-mails, phone and card numbers, API keys in every text column before writing."
+    )
     mask_rules: list[dict[str, str]] = Field(
         default_factory=list, description='Extra masking rules as JSON: [{"name", "pattern", "replacement"}].'
+    )
+    mask_dead_letters: DeadLetterMasking = Field(
+        "mask",
+        description="With mask on, a dead letter's payload (ingest_errors.value) is masked as text (`mask`) "
+        "or kept only as its sha256 and length (`hash`).",
     )
     maintenance_interval_seconds: float = Field(
         900, ge=0, description="Run table maintenance this often inside `spanlake ingest` (0: never)."

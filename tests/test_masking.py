@@ -3,6 +3,8 @@ counts, prices, versions), nested values, custom rules and configuration errors.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 
 import pytest
@@ -10,7 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spanlake.errors import ConfigError
+from spanlake.ingest.dead_letters import DeadLetters
 from spanlake.ingest.masking import DEFAULT_RULES, Masker, MaskingRule, is_card_number
+from spanlake.ingest.otlp import Span
 
 MASKER = Masker()
 
@@ -230,6 +234,71 @@ def test_events() -> None:
     assert MASKER.mask_events(clean) is clean
 
 
+def test_event_names_are_masked() -> None:
+    events = [{"name": "sent to jane@example.com", "time_unix_nano": 1, "attributes": {}}]
+    assert MASKER.mask_events(events) == [{"name": "sent to [REDACTED:email]", "time_unix_nano": 1, "attributes": {}}]
+
+
+def _span(i: int, resource: dict, **text: str) -> Span:
+    return Span(
+        trace_id=f"{1:032x}", span_id=f"{i:016x}", parent_span_id=None, name=text.get("name", "chat gpt-4o"),
+        kind="CLIENT", start_ns=1, end_ns=2, status_code="ERROR", status_message=text.get("status"),
+        attributes={"a": text.get("attr", "fine")},
+        events=[{"name": text.get("event", "exception"), "time_unix_nano": 1, "attributes": {}}], resource=resource,
+    )  # fmt: skip
+
+
+def test_mask_spans_covers_every_text_field_and_keeps_resources_shared() -> None:
+    shared = {"service.name": "svc jane@example.com", "deployment.environment": "prod", "n": 3}
+    other = {"service.name": "clean"}
+    pii = "jane@example.com"
+    spans = [
+        _span(1, shared, name=f"ask {pii}", status=f"no user {pii}", attr=pii, event=f"mail {pii}"),
+        _span(2, shared),
+        _span(3, other),
+    ]
+    MASKER.mask_spans(spans)
+    a, b, c = spans
+    assert (a.name, a.status_message) == ("ask [REDACTED:email]", "no user [REDACTED:email]")
+    assert a.attributes == {"a": "[REDACTED:email]"} and a.events[0]["name"] == "mail [REDACTED:email]"
+    assert a.resource == {"service.name": "svc [REDACTED:email]", "deployment.environment": "prod", "n": 3}
+    assert a.resource is b.resource  # masked once, still one dict for the spans of one resource
+    assert c.resource is other and b.name == "chat gpt-4o" and b.status_message is None  # clean: untouched
+    assert shared["service.name"] == "svc jane@example.com"  # the decoder's dict is not mutated
+
+
+def test_mask_bytes_keeps_undecodable_bytes() -> None:
+    raw = b"\x00\xff garbage jane@example.com \xc3\xa9\xfe tail"
+    assert MASKER.mask_bytes(raw) == b"\x00\xff garbage [REDACTED:email] \xc3\xa9\xfe tail"
+    clean = b"\x08\x96\x01 no secrets \xff"
+    assert MASKER.mask_bytes(clean) is clean
+
+
+def test_mask_dead_letter_masks_key_payload_and_error() -> None:
+    key, value, error = MASKER.mask_dead_letter(
+        b"jane@example.com", b"\x01{bad +44 20 7946 0958", "span 'call jane@example.com': trace_id must be 16 bytes"
+    )
+    assert key == b"[REDACTED:email]" and value == b"\x01{bad [REDACTED:phone]"
+    assert error == "span 'call [REDACTED:email]': trace_id must be 16 bytes"
+    assert MASKER.mask_dead_letter(None, None, "empty message") == (None, None, "empty message")
+
+
+def test_mask_dead_letter_hash_mode_keeps_only_digest_and_length() -> None:
+    payload = "caf\u00e9 jane@example.com".encode("utf-16")  # no text rule can see into UTF-16
+    hashing = Masker(dead_letters="hash")
+    key, value, error = hashing.mask_dead_letter(b"4bf92f3577b34da6a3ce929d0e0e4736", payload, "bad jane@example.com")
+    assert value == f"[REDACTED:payload sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}]".encode()
+    assert key == b"4bf92f3577b34da6a3ce929d0e0e4736" and error == "bad [REDACTED:email]"  # keys stay text-masked
+
+
+def test_dead_letters_mask_every_row_they_take() -> None:
+    letters = DeadLetters(MASKER)
+    letters.add(topic="t", partition=0, offset=1, key=None, value=b"jane@example.com", error="bad jane@example.com")
+    table = letters.table(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
+    assert table["value"].to_pylist() == [b"[REDACTED:email]"]
+    assert table["error"].to_pylist() == ["bad [REDACTED:email]"]
+
+
 # --- configuration -------------------------------------------------------------------------
 
 
@@ -260,3 +329,5 @@ def test_bad_regex_names_the_rule() -> None:
         Masker.from_settings(True, [{"name": "broken", "pattern": "([a-z"}])
     with pytest.raises(ConfigError, match="masking rule 'empty': no pattern"):
         Masker.from_settings(True, [{"name": "empty", "pattern": ""}])
+    with pytest.raises(ConfigError, match="dead-letter masking must be one of"):
+        Masker.from_settings(True, dead_letters="drop")  # type: ignore[arg-type]
