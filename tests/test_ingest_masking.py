@@ -21,6 +21,7 @@ from test_ingest_bad_input import NOW_NS
 
 from spanlake.ingest.exporter import CONTENT_TYPE, encode
 from spanlake.settings import Settings
+from spanlake.tables.delta import table_uri
 from spanlake.tables.schemas import TABLES
 
 PLANTED = {
@@ -129,7 +130,7 @@ def delta_log_files(settings: Settings) -> dict[Path, bytes]:
     case; a checkpoint's decoded rows are added as text too, since Parquet pages may be compressed."""
     out: dict[Path, bytes] = {}
     for spec in TABLES.values():
-        uri = settings.table_uri(spec.name)
+        uri = table_uri(settings.warehouse, spec.name)
         DeltaTable(uri).create_checkpoint()
         for path in sorted((Path(uri) / "_delta_log").rglob("*")):
             if path.is_file():

@@ -293,7 +293,7 @@ def test_mask_dead_letter_hash_mode_keeps_only_digest_and_length() -> None:
 
 def test_dead_letters_mask_every_row_they_take() -> None:
     letters = DeadLetters(MASKER)
-    letters.add(topic="t", partition=0, offset=1, key=None, value=b"jane@example.com", error="bad jane@example.com")
+    letters.add(topic="t", partition=0, offset=1, key=None, value=b"jane@example.com", error="bad jane@example.com", stage="decode")
     table = letters.table(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
     assert table["value"].to_pylist() == [b"[REDACTED:email]"]
     assert table["error"].to_pylist() == ["bad [REDACTED:email]"]
