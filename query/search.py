@@ -27,7 +27,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from spanlake.errors import FilterError, TableError
-from spanlake.query.filters import SPAN_MATCH, CompiledFilter, compile_filter, order_key, parse_time_us
+from spanlake.query.filters import SPAN_MATCH, CompiledFilter, any_of, compile_filter, order_key, parse_time_us
 from spanlake.query.grammar import Literal
 from spanlake.tables import table_uri
 from spanlake.tables.schemas import TRACE_INFO
@@ -222,7 +222,7 @@ def _filtered(
         assert spans is not None
         # A trace's spans start on its day or later: the span side gets one extra day. They start
         # at or after its request_time too, so a start bound carries over as is.
-        span_filter = [*_day_filter(days, extra_days=1), functools.reduce(operator.or_, span_preds)]
+        span_filter = [*_day_filter(days, extra_days=1), any_of(span_preds)]
         if start is not None:
             span_filter.append(pl.col("start_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start)))
         matched = (
@@ -331,10 +331,12 @@ def _walk_windows(query: _Query, table: DeltaTable, cursor: _Cursor | None, desc
     values = {part.get("day") for part in table.partitions()}
     if None in values:
         return None
-    days = sorted(d for d in map(dt.date.fromisoformat, values) if (lo is None or d >= lo) and (hi is None or d <= hi))
+    stored = (dt.date.fromisoformat(v) for v in values if v is not None)
+    days = sorted(d for d in stored if (lo is None or d >= lo) and (hi is None or d <= hi))
     if descending:
         days.reverse()
-    windows, i, size = [], 0, 1
+    windows: list[Days] = []
+    i, size = 0, 1
     while i < len(days):
         chunk = days[i : i + size]
         windows.append((min(chunk), max(chunk)))

@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import polars as pl
 import pyarrow as pa
@@ -129,6 +129,13 @@ def merge_trace_rows(warehouse: Path, rows: list[dict[str, Any]]) -> None:
     )
 
 
+class Lake(tuple):
+    """(warehouse, trace rows, span rows), with a short repr: hypothesis prints its arguments."""
+
+    def __repr__(self) -> str:
+        return f"Lake({self[0]})"
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], list[dict]]:
     warehouse = tmp_path_factory.mktemp("lake")
@@ -136,7 +143,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], li
     write(warehouse, "trace_info", infos[:60])  # two commits: several files per partition
     write(warehouse, "trace_info", infos[60:])
     write(warehouse, "span_data", spans)
-    return warehouse, infos, spans
+    return Lake((warehouse, infos, spans))
 
 
 def all_pages(
@@ -407,26 +414,34 @@ def _cmp(value: Any, test: Callable[[Any], bool]) -> bool | None:
 
 CUT = BASE + dt.timedelta(days=1, hours=12)
 CUT_MS = int(CUT.timestamp() * 1000)
-Row, Spans = dict, list
-CLAUSES: list[tuple[str, Callable[[Row, Spans], bool | None]]] = [
-    ("state = 'OK'", lambda r, s: r["state"] == "OK"),
-    ("trace.status IN ('ERROR', 'IN_PROGRESS')", lambda r, s: r["state"] in ("ERROR", "IN_PROGRESS")),
-    ("error_count > 0", lambda r, s: r["error_count"] > 0),
-    ("service_name = 'checkout'", lambda r, s: _cmp(r["service_name"], lambda v: v == "checkout")),
-    ("service_name LIKE 'ch%'", lambda r, s: _cmp(r["service_name"], lambda v: v.startswith("ch"))),
-    ("total_tokens >= 2000", lambda r, s: _cmp(r["total_tokens"], lambda v: v >= 2000)),
-    ("user_id IS NULL", lambda r, s: r["user_id"] is None),
-    ("tags.env = 'prod'", lambda r, s: _cmp((r["tags"] or {}).get("env"), lambda v: v == "prod")),
-    ("metadata.`mlflow.trace.user` != 'u1'", lambda r, s: r["metadata"]["mlflow.trace.user"] != "u1"),
-    ("models = 'gpt-4o'", lambda r, s: "gpt-4o" in r["models"]),
-    ("trace.text ILIKE '%delta%'", lambda r, s: any("delta" in (p or "").lower() for p in (r["request_preview"], r["response_preview"]))),
-    (f"timestamp_ms > {CUT_MS}", lambda r, s: r["request_time"] >= CUT + dt.timedelta(milliseconds=1)),
-    ("request_time < '2024-05-02T06:00:00Z'", lambda r, s: r["request_time"] < dt.datetime(2024, 5, 2, 6, tzinfo=UTC)),
-    ("span.type = 'LLM'", lambda r, s: any(x["span_type"] == "LLM" for x in s)),
-    ("span.name LIKE 'tool:%'", lambda r, s: any(x["name"].startswith("tool:") for x in s)),
-    ("span.attributes.retries >= 2", lambda r, s: any(json.loads(x["attributes"])["retries"] >= 2 for x in s)),
-    ("span.status = 'ERROR'", lambda r, s: any(x["status_code"] == "ERROR" for x in s)),
+Row: TypeAlias = dict[str, Any]
+Span: TypeAlias = dict[str, Any]
+# (filter text, on spans, test): a trace clause's test takes the trace_info row, a span clause's one span
+CLAUSES: list[tuple[str, bool, Callable[[dict], bool | None]]] = [
+    ("state = 'OK'", False, lambda r: r["state"] == "OK"),
+    ("trace.status IN ('ERROR', 'IN_PROGRESS')", False, lambda r: r["state"] in ("ERROR", "IN_PROGRESS")),
+    ("error_count > 0", False, lambda r: r["error_count"] > 0),
+    ("service_name = 'checkout'", False, lambda r: _cmp(r["service_name"], lambda v: v == "checkout")),
+    ("service_name LIKE 'ch%'", False, lambda r: _cmp(r["service_name"], lambda v: v.startswith("ch"))),
+    ("total_tokens >= 2000", False, lambda r: _cmp(r["total_tokens"], lambda v: v >= 2000)),
+    ("user_id IS NULL", False, lambda r: r["user_id"] is None),
+    ("tags.env = 'prod'", False, lambda r: _cmp((r["tags"] or {}).get("env"), lambda v: v == "prod")),
+    ("metadata.`mlflow.trace.user` != 'u1'", False, lambda r: r["metadata"]["mlflow.trace.user"] != "u1"),
+    ("models = 'gpt-4o'", False, lambda r: "gpt-4o" in r["models"]),
+    ("trace.text ILIKE '%delta%'", False,
+     lambda r: any("delta" in (p or "").lower() for p in (r["request_preview"], r["response_preview"]))),
+    (f"timestamp_ms > {CUT_MS}", False, lambda r: r["request_time"] >= CUT + dt.timedelta(milliseconds=1)),
+    ("request_time < '2024-05-02T06:00:00Z'", False,
+     lambda r: r["request_time"] < dt.datetime(2024, 5, 2, 6, tzinfo=UTC)),
+    ("span.type = 'LLM'", True, lambda x: x["span_type"] == "LLM"),
+    ("span.name LIKE 'tool:%'", True, lambda x: x["name"].startswith("tool:")),
+    ("span.attributes.retries >= 2", True, lambda x: json.loads(x["attributes"])["retries"] >= 2),
+    ("span.status = 'ERROR'", True, lambda x: x["status_code"] == "ERROR"),
+    ("span.type = 'TOOL'", True, lambda x: x["span_type"] == "TOOL"),
+    ("span.status != 'OK'", True, lambda x: x["status_code"] != "OK"),
+    ("span.type IN ('TOOL', 'RETRIEVER')", True, lambda x: x["span_type"] in ("TOOL", "RETRIEVER")),
 ]  # fmt: skip
+SPAN_TOOL, SPAN_ERROR = 17, 16
 
 PRECEDENCE = {"OR": 1, "AND": 2, "NOT": 3, "CLAUSE": 4}
 leaves = st.sampled_from(range(len(CLAUSES))).map(lambda i: ("CLAUSE", i))
@@ -453,20 +468,37 @@ def render(node: tuple, outer: int = 0) -> str:
     return f"({text})" if extra or PRECEDENCE[op] < outer else text
 
 
-def oracle(node: tuple, row: Row, spans: Spans) -> bool | None:
+def _conjuncts(node: tuple) -> list[tuple]:
+    return _conjuncts(node[1]) + _conjuncts(node[2]) if node[0] == "AND" else [node]
+
+
+def oracle(node: tuple, row: Row, spans: list[Span]) -> bool | None:
+    """SQL's three-valued logic over the trace, where the span clauses of one AND chain (through
+    parentheses) describe one span: true when some span satisfies all of them (MLflow's EXISTS);
+    OR and NOT combine the trace-level results."""
     op = node[0]
-    if op == "CLAUSE":
-        return CLAUSES[node[1]][1](row, spans)
     if op == "NOT":
-        value = oracle(node[1], row, spans)
-        return None if value is None else not value
-    combine = _and if op == "AND" else _or
-    return combine(oracle(node[1], row, spans), oracle(node[2], row, spans))
+        negated = oracle(node[1], row, spans)
+        return None if negated is None else not negated
+    if op == "OR":
+        return _or(oracle(node[1], row, spans), oracle(node[2], row, spans))
+    items = _conjuncts(node)
+    on_span = [CLAUSES[i[1]][2] for i in items if i[0] == "CLAUSE" and CLAUSES[i[1]][1]]
+    value: bool | None = any(all(test(x) is True for test in on_span) for x in spans) if on_span else True
+    for item in items:
+        if item[0] != "CLAUSE":
+            value = _and(value, oracle(item, row, spans))
+        elif not CLAUSES[item[1]][1]:
+            value = _and(value, CLAUSES[item[1]][2](row))
+    return value
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=trees)
 @example(tree=("OR", ("AND", ("CLAUSE", 0), ("CLAUSE", 2), False), ("CLAUSE", 13), False))  # a AND b OR c
+@example(tree=("AND", ("CLAUSE", SPAN_TOOL), ("CLAUSE", SPAN_ERROR), False))  # a failed tool: one span
+@example(tree=("AND", ("CLAUSE", 13), ("AND", ("CLAUSE", 0), ("CLAUSE", 18), False), False))  # one span through ()
+@example(tree=("AND", ("CLAUSE", 13), ("NOT", ("CLAUSE", 16), False), False))  # NOT: no span at all
 @example(tree=("AND", ("NOT", ("CLAUSE", 7), False), ("OR", ("CLAUSE", 3), ("CLAUSE", 14), False), False))
 def test_random_filters_match_the_oracle(lake, tree: tuple) -> None:
     warehouse, infos, spans = lake
@@ -494,3 +526,62 @@ def test_order_by_map_keys_and_bad_order_keys(lake) -> None:
     ]:
         with pytest.raises(FilterError, match=re.escape(message)):
             search_traces(order_by=order_by, warehouse=str(warehouse))
+
+
+# --- end to end: span clauses describe one span ------------------------------------------
+
+
+def test_a_failed_tool_means_the_tool_span_itself_failed(settings) -> None:
+    """Through the real path (OTel SDK -> KafkaSpanExporter -> broker -> spanlake ingest -> Delta):
+    `span.type = 'TOOL' AND span.status = 'ERROR'` asks for one span that is both, as MLflow does."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+    from support import create_topic, ingest
+
+    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.tables import scan
+
+    create_topic(settings, partitions=1)
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent-runner"}))
+    provider.add_span_processor(BatchSpanProcessor(KafkaSpanExporter(settings.bootstrap_servers, settings.topic)))
+    tracer = provider.get_tracer("test")
+
+    def agent_trace(tool_fails: bool, model_fails: bool) -> str:
+        root_attrs = {"gen_ai.operation.name": "invoke_agent"}
+        with tracer.start_as_current_span("agent.request", attributes=root_attrs) as root:
+            tool_attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "run_sql"}
+            with tracer.start_as_current_span("execute_tool run_sql", attributes=tool_attrs) as tool:
+                if tool_fails:
+                    tool.set_status(Status(StatusCode.ERROR, "run_sql timed out"))
+            chat_attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+            with tracer.start_as_current_span("chat gpt-4o", attributes=chat_attrs) as chat:
+                if model_fails:
+                    chat.set_status(Status(StatusCode.ERROR, "429 Too Many Requests"))
+        return f"{root.get_span_context().trace_id:032x}"
+
+    healthy_tool_failed_model = agent_trace(tool_fails=False, model_fails=True)
+    failed_tool = agent_trace(tool_fails=True, model_fails=False)
+    both_failed = agent_trace(tool_fails=True, model_fails=True)
+    healthy = agent_trace(tool_fails=False, model_fails=False)
+    provider.shutdown()
+    ingest(settings)
+
+    def found(filter_string: str) -> set[str]:
+        page = search_traces(filter_string, max_results=100, warehouse=settings.warehouse)
+        return set(page["trace_id"])
+
+    assert found("span.type = 'TOOL'") == {healthy_tool_failed_model, failed_tool, both_failed, healthy}
+    assert found("span.status = 'ERROR'") == {healthy_tool_failed_model, failed_tool, both_failed}
+    assert found("span.type = 'TOOL' AND span.status = 'ERROR'") == {failed_tool, both_failed}
+    assert found("span.type = 'TOOL' AND NOT span.status = 'ERROR'") == {healthy}  # NOT: no span failed
+    assert found("span.type = 'TOOL' AND span.status != 'ERROR'") == {healthy_tool_failed_model, healthy}
+    # the README's Polars semi-join asks the same question
+    spans = scan("span_data", warehouse=settings.warehouse)
+    semi = scan("trace_info", warehouse=settings.warehouse).join(
+        spans.filter((pl.col("span_type") == "TOOL") & (pl.col("status_code") == "ERROR")), on="trace_id", how="semi"
+    )
+    assert set(semi.collect()["trace_id"]) == {failed_tool, both_failed}
+    page = search_traces("span.type = 'TOOL' AND span.status = 'ERROR'", warehouse=settings.warehouse)
+    assert set(page["trace_id"]) == {failed_tool, both_failed}
