@@ -411,8 +411,8 @@ def _days(node: Node) -> tuple[dt.date | None, dt.date | None]:
 
 @dataclass(frozen=True)
 class _Exists:
-    """"Some span of the trace satisfies `predicate`" (over span_data), before it is given a
-    SPAN_MATCH column: an OR can still merge it with other span alternatives."""
+    """Some span of the trace satisfies `predicate` (over span_data); not yet given a SPAN_MATCH
+    column, so an OR can still merge it with other span alternatives."""
 
     predicate: pl.Expr
 

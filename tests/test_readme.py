@@ -48,3 +48,7 @@ def test_the_five_analyst_questions_run_and_answer(settings: Settings, monkeypat
     error = spans.filter(pl.col("status_code") == "ERROR").select("trace_id")
     some_tool_and_some_error = traces.join(tool, on="trace_id", how="semi").join(error, on="trace_id", how="semi")
     assert some_tool_and_some_error.collect().height > failed.height  # the workload tells the two meanings apart
+
+    exec(python_block_after("uses `scan_traces`"), answers)  # noqa: S102 - our own README
+    by_service = answers["failed_tools_by_service"]
+    assert by_service["traces"].sum() == failed.height and by_service["service_name"].is_not_null().all()

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from spanlake.errors import FilterError, SpanlakeError, TableError
-from spanlake.query import TracePage, count_traces, get_trace, search_traces
+from spanlake.query import TracePage, count_traces, get_trace, scan_traces, search_traces
 from spanlake.query.traces import TraceNotFoundError
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
@@ -269,14 +269,49 @@ def test_missing_table_is_a_table_error(tmp_path: Path) -> None:
 
 
 def test_time_and_day_bounds_reach_the_scan(lake) -> None:
-    from spanlake.query.search import _build_query, _filtered, open_table
-
-    query = _build_query("timestamp_ms >= '2024-05-02T06:00:00Z' AND span.type = 'LLM'", None, None, "2024-05-03")
-    _, traces = open_table("trace_info", str(lake[0]), {})
-    _, spans = open_table("span_data", str(lake[0]), {})
-    plan = _filtered(query, traces, spans).explain()
+    filter_string = "timestamp_ms >= '2024-05-02T06:00:00Z' AND span.type = 'LLM'"
+    plan = scan_traces(filter_string, end_time="2024-05-03", warehouse=str(lake[0])).explain()
     assert plan.count('(col("day") >= 2024-05-02)') == 2  # both scans pruned by partition
     assert '(col("day") <= 2024-05-02)' in plan and '(col("day") <= 2024-05-03)' in plan  # spans: one day later
+
+
+# --- scan_traces: the read layer --------------------------------------------------------
+
+
+def test_scan_traces_is_the_lazy_selection_search_and_count_page_through(lake) -> None:
+    warehouse, infos, spans = lake
+    kw: dict[str, Any] = dict(start_time=BASE + dt.timedelta(hours=20), end_time="2024-05-03T12:00:00")
+    filter_string = "span.type = 'TOOL' AND span.status = 'ERROR' OR state = 'ERROR'"
+    selected = scan_traces(filter_string, warehouse=str(warehouse), **kw)
+    assert isinstance(selected, pl.LazyFrame)
+    frame = selected.collect()
+    assert frame.columns == TRACE_INFO.column_names  # no helper columns leak out
+    failed_tool = {s["trace_id"] for s in spans if s["span_type"] == "TOOL" and s["status_code"] == "ERROR"}
+    start, end = BASE + dt.timedelta(hours=20), dt.datetime(2024, 5, 3, 12, tzinfo=UTC)
+    expected = {r["trace_id"] for r in infos if start <= r["request_time"] < end
+                and (r["trace_id"] in failed_tool or r["state"] == "ERROR")}  # fmt: skip
+    assert set(frame["trace_id"]) == expected and frame.height == len(expected) > 5
+    page = search_traces(filter_string, max_results=1000, warehouse=str(warehouse), **kw)
+    assert page.frame.sort("trace_id").equals(frame.sort("trace_id"))
+    assert count_traces(filter_string, warehouse=str(warehouse), **kw) == len(expected)
+    by_state = selected.group_by("state").len().collect()  # it composes like any LazyFrame
+    assert by_state["len"].sum() == len(expected)
+
+
+def test_scan_traces_include_spans_and_errors(lake, tmp_path: Path) -> None:
+    warehouse, _, spans = lake
+    with_spans = scan_traces("span.type = 'LLM'", include_spans=True, warehouse=str(warehouse)).collect()
+    page = search_traces("span.type = 'LLM'", include_spans=True, max_results=1000, warehouse=str(warehouse))
+    assert with_spans.height == page.height > 0
+    assert with_spans.sort("trace_id").equals(page.frame.sort("trace_id"))  # the same spans, in the same order
+    for trace_id, trace_spans in with_spans.select("trace_id", "spans").iter_rows():
+        assert len(trace_spans) == sum(s["trace_id"] == trace_id for s in spans)
+    none = scan_traces("state = 'nope'", include_spans=True, warehouse=str(warehouse)).collect()
+    assert none.height == 0 and none.schema["spans"] == with_spans.schema["spans"]
+    with pytest.raises(FilterError, match=r"^expected a comparator"):  # eagerly, not at collect time
+        scan_traces("state foo", warehouse=str(warehouse))
+    with pytest.raises(TableError, match="table 'trace_info' does not exist"):
+        scan_traces(warehouse=str(tmp_path))
 
 
 # --- get_trace --------------------------------------------------------------------------
@@ -569,8 +604,7 @@ def test_a_failed_tool_means_the_tool_span_itself_failed(settings) -> None:
     ingest(settings)
 
     def found(filter_string: str) -> set[str]:
-        page = search_traces(filter_string, max_results=100, warehouse=settings.warehouse)
-        return set(page["trace_id"])
+        return set(scan_traces(filter_string, warehouse=settings.warehouse).collect()["trace_id"])
 
     assert found("span.type = 'TOOL'") == {healthy_tool_failed_model, failed_tool, both_failed, healthy}
     assert found("span.status = 'ERROR'") == {healthy_tool_failed_model, failed_tool, both_failed}
