@@ -1,7 +1,11 @@
-"""The query layer: the trace filter language, trace search with stable paging, and single
-trace retrieval. Names load on first use, so `import spanlake.query` does not import Polars.
+"""The query layer, the read layer that jobs and the dashboard import: the trace filter
+language, `scan_traces` (the traces matching a filter and time range, as a LazyFrame), trace
+search with stable paging, and single trace retrieval. Names load on first use, so
+`import spanlake.query` does not import Polars.
 
-    from spanlake.query import search_traces, get_trace
+    from spanlake.query import scan_traces, search_traces, get_trace
+    failed_tools = scan_traces("span.type = 'TOOL' AND span.status = 'ERROR'", start_time="2025-06-01")
+    failed_tools.group_by("service_name").len().collect()
     page = search_traces("trace.status = 'ERROR' AND span.type = 'LLM'", max_results=50)
     page.frame, page.next_page_token
     print(get_trace(page["trace_id"][0]).tree())
@@ -13,6 +17,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "scan_traces": "spanlake.query.search",
     "search_traces": "spanlake.query.search",
     "count_traces": "spanlake.query.search",
     "TracePage": "spanlake.query.search",

@@ -9,14 +9,16 @@ character offsets.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias, TypeGuard
 
 import polars as pl
 
 from spanlake.errors import FilterError
-from spanlake.query.grammar import PATTERN_OPS, And, Clause, Literal, Node, Not, Or, parse_filter, parse_order_key
+from spanlake.query.grammar import (
+    PATTERN_OPS, And, Clause, Literal, Node, Not, Or, abbreviate, parse_filter, parse_order_key,
+)  # fmt: skip
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
 __all__ = [
@@ -215,16 +217,17 @@ class CompiledFilter:
     """A filter as Polars expressions.
 
     `predicate` runs on trace_info once each `span_predicates[i]` has been turned into the
-    boolean column SPAN_MATCH.format(i): "the trace has at least one span where it holds"
-    (each span clause is tested on its own, as in MLflow). `days` bounds the `day` partition
-    as implied by top-level AND clauses on request_time or day (None: unbounded).
+    boolean column SPAN_MATCH.format(i): "the trace has at least one span where it holds".
+    One span predicate is all the span clauses of one AND (they describe one span, as in
+    MLflow; see _Compiler). `days` bounds the `day` partition as implied by top-level AND
+    clauses on request_time or day (None: unbounded).
     """
 
     predicate: pl.Expr | None
     span_predicates: tuple[pl.Expr, ...]
     days: tuple[dt.date | None, dt.date | None]
     # A condition on the SPAN_MATCH columns that every matching trace meets (None: none), e.g.
-    # `m0 & m1` for "span.type = 'TOOL' AND span.status = 'ERROR'": the search can keep only
+    # `m0` for "state = 'OK' AND span.type = 'TOOL' AND span.status = 'ERROR'": the search can keep only
     # those span matches and inner-join them, instead of joining every trace of the range.
     span_required: pl.Expr | None = None
 
@@ -261,13 +264,17 @@ def _check(fld: Field, clause: Clause) -> tuple[str, bool]:
 
 
 def _pattern(base: str, lit: Literal) -> str:
-    if base != "RLIKE":
-        return like_to_regex(str(lit.value), case_insensitive=base == "ILIKE")
+    text = str(lit.value)
+    pattern = text if base == "RLIKE" else like_to_regex(text, case_insensitive=base == "ILIKE")
     try:  # fail at compile time, with a position, rather than in the middle of a scan
-        pl.select(pl.lit("").str.contains(str(lit.value)))
-    except pl.exceptions.PolarsError:
-        raise FilterError(f"invalid regular expression {lit.value!r} at position {lit.pos}") from None
-    return str(lit.value)
+        pl.select(pl.lit("").str.contains(pattern))
+    except pl.exceptions.PolarsError as exc:
+        if "size limit" in str(exc):  # e.g. LIKE with 50,000 '_'
+            raise FilterError(
+                f"pattern {abbreviate(text)!r} at position {lit.pos} is too large for the regular-expression engine"
+            ) from None
+        raise FilterError(f"invalid regular expression {abbreviate(text)!r} at position {lit.pos}") from None
+    return pattern
 
 
 def _strings(e: pl.Expr, base: str, values: tuple[Literal, ...]) -> pl.Expr:
@@ -320,16 +327,16 @@ _MAX_US = (dt.datetime.max.replace(tzinfo=dt.timezone.utc) - _EPOCH) // dt.timed
 
 
 def _time_lit(us: int) -> pl.Expr:
-    # clamped: a bound one ms past datetime.max still means "everything before it"
-    return pl.lit(_EPOCH + dt.timedelta(microseconds=min(max(us, _MIN_US), _MAX_US)), dtype=_TIME)
+    # clamped: a bound one ms past datetime.max still means "everything before it". Built from
+    # the integer (the planner folds the cast): a Python datetime literal costs ~2 ms to convert.
+    return pl.lit(min(max(us, _MIN_US), _MAX_US), dtype=pl.Int64).cast(_TIME)
 
 
 def _times(fld: Field, base: str, values: tuple[Literal, ...]) -> pl.Expr:
     e, us = fld.expr, [parse_time_us(v, fld.name) for v in values]
     if not fld.ms:
         if base == "IN":
-            stamps = [_EPOCH + dt.timedelta(microseconds=u) for u in us]
-            return e.is_in(pl.Series(stamps, dtype=_TIME).implode())
+            return e.is_in(pl.Series(us, dtype=pl.Int64).cast(_TIME).implode())
         return getattr(e, _CMP[base])(_time_lit(us[0]))
     if base == "IN":
         return e.dt.epoch("ms").is_in(pl.Series([u // 1000 for u in us if u % 1000 == 0], dtype=pl.Int64).implode())
@@ -338,6 +345,7 @@ def _times(fld: Field, base: str, values: tuple[Literal, ...]) -> pl.Expr:
     u = us[0]
     floor_next, ceil = (u // 1000 + 1) * 1000, -(-u // 1000) * 1000
     if base in ("=", "!="):
+        equal: pl.Expr
         if u % 1000:  # a fractional ms equals no floored time (null stays null)
             equal = pl.when(e.is_not_null()).then(False)
         else:
@@ -393,7 +401,7 @@ def _days(node: Node) -> tuple[dt.date | None, dt.date | None]:
     """Day partitions the filter can match: only top-level AND clauses narrow them (day = date(request_time))."""
     lo: dt.date | None = None
     hi: dt.date | None = None
-    for item in node.items if isinstance(node, And) else (node,):
+    for item in _conjuncts(node):
         if isinstance(item, Clause):
             a, b = _day_bound(item)
             lo = a if lo is None or (a is not None and a > lo) else lo
@@ -401,34 +409,142 @@ def _days(node: Node) -> tuple[dt.date | None, dt.date | None]:
     return lo, hi
 
 
+@dataclass(frozen=True)
+class _Exists:
+    """Some span of the trace satisfies `predicate` (over span_data); not yet given a SPAN_MATCH
+    column, so an OR can still merge it with other span alternatives."""
+
+    predicate: pl.Expr
+
+
+_Built: TypeAlias = tuple[pl.Expr, pl.Expr | None] | _Exists  # (trace-side expression, span requirement)
+_FOLDABLE = ("string", "list", "number", "time", "date", "json")  # kinds where `a = x OR a = y` is `a IN (x, y)`
+
+
+def _foldable(node: Node) -> TypeGuard[Clause]:
+    """`f = x` or `f IN (...)` on a field where an OR of them is one IN."""
+    return isinstance(node, Clause) and node.op in ("=", "IN") and resolve_field(node.field, node.pos).kind in _FOLDABLE
+
+
+def _conjuncts(node: Node) -> list[Node]:
+    """The operands of an AND chain, through parentheses: AND is associative."""
+    return [c for item in node.items for c in _conjuncts(item)] if isinstance(node, And) else [node]
+
+
+def _disjuncts(node: Node) -> list[Node]:
+    return [d for item in node.items for d in _disjuncts(item)] if isinstance(node, Or) else [node]
+
+
+class _Compiler:
+    """AST -> Polars. Span clauses joined by AND in one boolean context describe one span, as in
+    MLflow (one correlated EXISTS): the conjunction's span clauses become one span predicate,
+    true for a trace when some span satisfies all of them. An OR of span alternatives is one
+    predicate too (some span satisfies a, or some satisfies b: some span satisfies a OR b);
+    NOT negates the trace-level result ("no span ...")."""
+
+    def __init__(self) -> None:
+        self.span_predicates: list[pl.Expr] = []
+
+    def trace_side(self, built: _Built) -> tuple[pl.Expr, pl.Expr | None]:
+        """(expression over trace_info, a necessary condition on the span matches or None)."""
+        if not isinstance(built, _Exists):
+            return built
+        self.span_predicates.append(built.predicate)
+        match = pl.col(SPAN_MATCH.format(len(self.span_predicates) - 1))
+        return match, match
+
+    def build(self, node: Node) -> _Built:
+        if isinstance(node, Or):
+            return self.disjunction(node)
+        if isinstance(node, Not):
+            return ~self.trace_side(self.build(node.item))[0], None  # (conservative: no requirement through NOT)
+        return self.conjunction(_conjuncts(node))
+
+    def conjunction(self, items: list[Node]) -> _Built:
+        span_exprs: list[pl.Expr] = []
+        parts: list[tuple[pl.Expr, pl.Expr | None]] = []
+        for item in items:  # in text order, so the first bad clause is the one reported
+            if isinstance(item, Clause):
+                fld = resolve_field(item.field, item.pos)
+                expr = clause_expr(fld, item)
+                if fld.on_spans:
+                    span_exprs.append(expr)
+                    continue
+                parts.append((expr, None))
+            else:
+                parts.append(self.trace_side(self.build(item)))
+        if span_exprs:
+            group = _Exists(all_of(span_exprs))
+            if not parts:
+                return group
+            parts.append(self.trace_side(group))
+        needed = [r for _, r in parts if r is not None]
+        return all_of([e for e, _ in parts]), all_of(needed) if needed else None
+
+    def disjunction(self, node: Or) -> _Built:
+        span_exprs: list[pl.Expr] = []
+        parts: list[tuple[pl.Expr, pl.Expr | None]] = []
+        for built in self.alternatives(node):
+            if isinstance(built, _Exists):
+                span_exprs.append(built.predicate)
+            else:
+                parts.append(built)
+        if span_exprs:
+            group = _Exists(any_of(span_exprs))
+            if not parts:
+                return group
+            parts.append(self.trace_side(group))
+        needed = [r for _, r in parts if r is not None]
+        required = any_of(needed) if len(needed) == len(parts) else None  # else a branch needs no span
+        return any_of([e for e, _ in parts]), required
+
+    def alternatives(self, node: Or) -> list[_Built]:
+        """The OR's operands built, with `f = x OR f = y OR f IN (z)` folded into one `f IN (x, y, z)`:
+        one is_in however long the chain (SQL nulls agree: null IN (...) is null, like null = x)."""
+        out: list[_Built] = []
+        folds: dict[tuple[str, ...], list[Clause]] = {}
+        for item in _disjuncts(node):
+            built = self.build(item)  # every clause is checked, in text order, before folding
+            if _foldable(item):
+                folds.setdefault(item.field, []).append(item)
+                continue
+            out.append(built)
+        for path, clauses in folds.items():
+            values = tuple(v for c in clauses for v in c.values)
+            out.append(self.build(clauses[0] if len(clauses) == 1 else Clause(path, "IN", values, clauses[0].pos)))
+        return out
+
+
+def any_of(exprs: Sequence[pl.Expr]) -> pl.Expr:
+    """`exprs` joined by | as a balanced tree. Polars' planning time grows with an expression's
+    depth: a left-deep chain of n terms is n deep (1,600 ORs took 47 s to plan), a balanced one
+    log2(n). | (Kleene logic, like SQL: null | true is true) as everywhere in the compiler."""
+    if len(exprs) == 1:
+        return exprs[0]
+    mid = len(exprs) // 2
+    return any_of(exprs[:mid]) | any_of(exprs[mid:])
+
+
+_SPLIT_CONJUNCTS = 32
+
+
+def all_of(exprs: Sequence[pl.Expr]) -> pl.Expr:
+    """`exprs` joined by & (Kleene logic). A few as a balanced & tree: the optimizer splits it into
+    conjuncts it pushes into the parquet scan (pruning, prefiltering). Many as one all_horizontal,
+    which it leaves whole: pushing n conjuncts into a scan costs O(n^2) (1,000 took minutes)."""
+    if len(exprs) > _SPLIT_CONJUNCTS:
+        return pl.all_horizontal(exprs)
+    if len(exprs) == 1:
+        return exprs[0]
+    mid = len(exprs) // 2
+    return all_of(exprs[:mid]) & all_of(exprs[mid:])
+
+
 def compile_filter(text: str | None) -> CompiledFilter:
     """Parse and compile a filter string (None or blank: match everything)."""
     if text is None or not text.strip():
         return CompiledFilter(None, (), (None, None))
     node = parse_filter(text)
-    span_predicates: list[pl.Expr] = []
-
-    def build(n: Node) -> tuple[pl.Expr, pl.Expr | None]:
-        """(the node as an expression, a necessary condition on the span matches or None)."""
-        # & and | (Kleene logic, like SQL) rather than *_horizontal: the optimizer splits
-        # chains of & into conjuncts it can push into the scan.
-        if isinstance(n, (And, Or)):
-            built = [build(i) for i in n.items]
-            combine = operator.and_ if isinstance(n, And) else operator.or_
-            expr = functools.reduce(combine, [e for e, _ in built])
-            needed = [r for _, r in built if r is not None]
-            if isinstance(n, Or) and len(needed) < len(built):
-                return expr, None  # a branch without span clauses can match on its own
-            return expr, functools.reduce(combine, needed) if needed else None
-        if isinstance(n, Not):
-            return ~build(n.item)[0], None  # (conservative: no requirement through NOT)
-        fld = resolve_field(n.field, n.pos)
-        expr = clause_expr(fld, n)
-        if not fld.on_spans:
-            return expr, None
-        span_predicates.append(expr)
-        match = pl.col(SPAN_MATCH.format(len(span_predicates) - 1))
-        return match, match
-
-    predicate, required = build(node)
-    return CompiledFilter(predicate, tuple(span_predicates), _days(node), required)
+    compiler = _Compiler()
+    predicate, required = compiler.trace_side(compiler.build(node))
+    return CompiledFilter(predicate, tuple(compiler.span_predicates), _days(node), required)

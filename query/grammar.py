@@ -18,12 +18,18 @@ MLflow's `search_traces` grammar, plus OR, NOT and parentheses:
     order_key  = field [ "ASC" | "DESC" ]
 
 Keywords are case-insensitive; strings take backslash escapes (\\ \' \" \n \t \r; any other
-backslash is kept, so LIKE can escape % and _) and doubled quotes. Positions in errors are
-0-based character offsets. Nothing in a filter is evaluated: values only become literals.
+backslash is kept, so LIKE can escape % and _) and doubled quotes. A number must fit a 64-bit
+float. Positions in errors are 0-based character offsets. Nothing in a filter is evaluated:
+values only become literals.
+
+Bounds (user text reaches this parser from the dashboard): at most MAX_FILTER_CHARS characters,
+MAX_TERMS clauses (an IN list is one clause, whatever its length) and MAX_DEPTH levels of
+parentheses and NOTs; past any of them the filter is refused with a FilterError.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,11 +38,15 @@ from typing import Union
 from spanlake.errors import FilterError
 
 __all__ = [
-    "And", "Clause", "FilterError", "Literal", "Node", "Not", "Or", "Token", "parse_filter", "parse_order_key",
-    "syntax_error", "tokenize",
+    "MAX_FILTER_CHARS", "MAX_TERMS", "And", "Clause", "FilterError", "Literal", "Node", "Not", "Or", "Token",
+    "abbreviate", "parse_filter", "parse_order_key", "syntax_error", "tokenize",
 ]  # fmt: skip
 
 MAX_DEPTH = 64  # nesting of parentheses and NOTs: deeper input is an error, not a RecursionError
+# Size bounds, so that no filter can hold a reader for long: compiling and planning cost grows
+# linearly with the clauses (tests/test_filters.py runs a filter at both bounds).
+MAX_FILTER_CHARS = 100_000
+MAX_TERMS = 256
 PATTERN_OPS = ("LIKE", "ILIKE", "RLIKE")
 EXPECTED_COMPARATOR = "a comparator (=, !=, <, <=, >, >=, LIKE, ILIKE, RLIKE, IN, NOT IN, IS NULL, IS NOT NULL)"
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "`": "`", "n": "\n", "t": "\t", "r": "\r"}
@@ -120,6 +130,24 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
     raise FilterError(f"unterminated {kind} starting at position {start}")
 
 
+def _number(m: re.Match[str], pos: int) -> int | float:
+    """The value of a NUMBER match; FilterError when it does not fit a 64-bit float, so every
+    later step (Int64 and Float64 literals, epoch ms arithmetic) works on finite values."""
+    text = m.group()
+    try:
+        value = float(text) if (m.group(1) or m.group(2)) else int(text)  # int: ValueError past 4,300 digits
+        if math.isfinite(value):  # float(huge int) raises OverflowError; 1e400 is inf
+            return value
+    except (ValueError, OverflowError):
+        pass
+    raise FilterError(f"number {abbreviate(text)!r} at position {pos} is out of range (it must fit a 64-bit float)")
+
+
+def abbreviate(text: str, limit: int = 24) -> str:
+    """`text` for a one-line error: long values (a 400-digit number, a 50 KB pattern) are cut."""
+    return text if len(text) <= limit else f"{text[: limit - 4]}..."
+
+
 def tokenize(text: str) -> list[Token]:
     return list(_tokens(text))
 
@@ -139,8 +167,7 @@ def _tokens(text: str) -> Iterator[Token]:
             yield Token("QUOTED_IDENT" if ch == "`" else "STRING", value, start, text[start:i])
         elif m := _NUMBER.match(text, i):
             i = m.end()
-            number = float(m.group()) if (m.group(1) or m.group(2)) else int(m.group())
-            yield Token("NUMBER", number, start, m.group())
+            yield Token("NUMBER", _number(m, start), start, m.group())
         elif m := _IDENT.match(text, i):
             i = m.end()
             yield Token("IDENT", m.group(), start, m.group())
@@ -163,9 +190,14 @@ def _tokens(text: str) -> Iterator[Token]:
 
 class _Parser:
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_FILTER_CHARS:
+            raise FilterError(
+                f"filter is longer than {MAX_FILTER_CHARS:,} characters ({len(text):,}) at position {MAX_FILTER_CHARS}"
+            )
         self.tokens = _tokens(text)
         self.tok = next(self.tokens)  # the one token of lookahead the grammar needs
         self.depth = 0
+        self.terms = 0
 
     def take(self) -> Token:
         tok = self.tok
@@ -240,6 +272,12 @@ class _Parser:
         return Literal(tok.value, tok.pos)
 
     def clause(self) -> Clause:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise FilterError(
+                f"filter has more than {MAX_TERMS:,} clauses at position {self.tok.pos}; "
+                "join the values of one field with IN (...)"
+            )
         field, pos = self.field()
         tok = self.tok
         if tok.kind == "OP":

@@ -27,12 +27,12 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from spanlake.errors import FilterError, TableError
-from spanlake.query.filters import SPAN_MATCH, CompiledFilter, compile_filter, order_key, parse_time_us
+from spanlake.query.filters import SPAN_MATCH, CompiledFilter, any_of, compile_filter, order_key, parse_time_us
 from spanlake.query.grammar import Literal
 from spanlake.tables import table_uri
 from spanlake.tables.schemas import TRACE_INFO
 
-__all__ = ["TracePage", "count_traces", "search_traces"]
+__all__ = ["TracePage", "count_traces", "scan_traces", "search_traces"]
 
 TimeArg = dt.datetime | dt.date | int | float | str | None
 DEFAULT_ORDER = ("request_time DESC",)
@@ -222,7 +222,7 @@ def _filtered(
         assert spans is not None
         # A trace's spans start on its day or later: the span side gets one extra day. They start
         # at or after its request_time too, so a start bound carries over as is.
-        span_filter = [*_day_filter(days, extra_days=1), functools.reduce(operator.or_, span_preds)]
+        span_filter = [*_day_filter(days, extra_days=1), any_of(span_preds)]
         if start is not None:
             span_filter.append(pl.col("start_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start)))
         matched = (
@@ -236,7 +236,8 @@ def _filtered(
         lf = lf.join(matched, on="trace_id", how="left" if required is None else "inner").with_columns(
             pl.col(SPAN_MATCH.format(i)).fill_null(False) for i in range(len(span_preds))
         )
-    return lf.filter(query.compiled.predicate) if query.compiled.predicate is not None else lf
+    lf = lf.filter(query.compiled.predicate) if query.compiled.predicate is not None else lf
+    return lf.drop(SPAN_MATCH.format(i) for i in range(len(span_preds)))
 
 
 def _after(schema: pl.Schema, query: _Query, values: list[Any]) -> pl.Expr:
@@ -278,26 +279,27 @@ def trace_id_in(ids: Sequence[str], max_terms: int = 128) -> pl.Expr:
     return col.is_in(pl.Series(unique, dtype=pl.String).implode()) & functools.reduce(operator.or_, ranges)
 
 
-def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
-    """Add `spans`: each trace's span_data rows (structs without trace_id) by start_time."""
+def _with_spans(traces: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Add `spans`: each trace's span_data rows (structs without trace_id) by start_time. `spans`
+    may hold other traces' rows too; callers narrow it for speed."""
     dtype = pl.List(pl.Struct({k: v for k, v in spans.collect_schema().items() if k != "trace_id"}))
+    grouped = spans.group_by("trace_id").agg(
+        pl.struct(pl.exclude("trace_id")).sort_by("start_time", "span_id").alias("spans")
+    )
+    joined = traces.join(grouped, on="trace_id", how="left", maintain_order="left")
+    return joined.with_columns(pl.col("spans").fill_null(pl.lit([], dtype=dtype)))
+
+
+def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
+    """`_with_spans` for a page: its trace ids and days prune the span_data read."""
     if frame.is_empty():
-        return frame.with_columns(pl.Series("spans", [], dtype=dtype))
+        return _with_spans(frame.lazy(), spans.head(0)).collect()
     first_day: dt.date = frame["day"].min()  # type: ignore[assignment]
     last_day: dt.date = frame["day"].max()  # type: ignore[assignment]
     last_end: dt.datetime | None = frame["end_time"].max()  # type: ignore[assignment]
     hi = max(last_day, last_end.date() if last_end else last_day)
-    grouped = (
-        spans.filter(
-            pl.col("day").is_between(first_day, hi + _ONE_DAY),
-            trace_id_in(frame["trace_id"].to_list()),
-        )
-        .group_by("trace_id")
-        .agg(pl.struct(pl.exclude("trace_id")).sort_by("start_time", "span_id").alias("spans"))
-        .collect()
-    )
-    joined = frame.join(grouped, on="trace_id", how="left", maintain_order="left")
-    return joined.with_columns(pl.col("spans").fill_null(pl.lit([], dtype=dtype)))
+    mine = spans.filter(pl.col("day").is_between(first_day, hi + _ONE_DAY), trace_id_in(frame["trace_id"].to_list()))
+    return _with_spans(frame.lazy(), mine).collect()
 
 
 def _walk_direction(query: _Query) -> bool | None:
@@ -331,10 +333,12 @@ def _walk_windows(query: _Query, table: DeltaTable, cursor: _Cursor | None, desc
     values = {part.get("day") for part in table.partitions()}
     if None in values:
         return None
-    days = sorted(d for d in map(dt.date.fromisoformat, values) if (lo is None or d >= lo) and (hi is None or d <= hi))
+    stored = (dt.date.fromisoformat(v) for v in values if v is not None)
+    days = sorted(d for d in stored if (lo is None or d >= lo) and (hi is None or d <= hi))
     if descending:
         days.reverse()
-    windows, i, size = [], 0, 1
+    windows: list[Days] = []
+    i, size = 0, 1
     while i < len(days):
         chunk = days[i : i + size]
         windows.append((min(chunk), max(chunk)))
@@ -437,6 +441,38 @@ def search_traces(
     return TracePage(frame, token)
 
 
+def scan_traces(
+    filter_string: str | None = None,
+    *,
+    start_time: TimeArg = None,
+    end_time: TimeArg = None,
+    include_spans: bool = False,
+    warehouse: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> pl.LazyFrame:
+    """The trace_info rows matching `filter_string` whose request_time is in [start_time, end_time),
+    as a LazyFrame over the tables' latest versions: the read layer's one way to select traces, for
+    search, counts, scorers, monitors and dashboard pages. Nothing is read until it is collected;
+    the filter's day and time bounds reach the Delta scan, so add `.select`, `.group_by`, `.sort`
+    as needed before collecting. `include_spans` adds `spans`, each trace's span_data rows (a list
+    of structs by start_time), which reads span_data from the first day on: narrow the range.
+    Raises FilterError for a bad filter, TableError for a missing table.
+    """
+    warehouse, options = warehouse_location(warehouse, storage_options)
+    query = _build_query(filter_string, None, start_time, end_time)
+    _, traces = open_table("trace_info", warehouse, options)
+    spans = None
+    if query.compiled.span_predicates or include_spans:
+        spans = open_table("span_data", warehouse, options)[1]
+    selected = _filtered(query, traces, spans)
+    if not include_spans:
+        return selected
+    assert spans is not None
+    lo = query.days[0]  # a trace's spans start on its day or later
+    mine = spans.filter(pl.col("day") >= pl.lit(lo)) if lo else spans
+    return _with_spans(selected, mine.join(selected.select("trace_id"), on="trace_id", how="semi"))
+
+
 def count_traces(
     filter_string: str | None = None,
     *,
@@ -446,8 +482,7 @@ def count_traces(
     storage_options: Mapping[str, str] | None = None,
 ) -> int:
     """How many traces match (same filter and time range as `search_traces`), at the latest version."""
-    warehouse, options = warehouse_location(warehouse, storage_options)
-    query = _build_query(filter_string, None, start_time, end_time)
-    _, traces = open_table("trace_info", warehouse, options)
-    spans = open_table("span_data", warehouse, options)[1] if query.compiled.span_predicates else None
-    return int(_filtered(query, traces, spans).select(pl.len()).collect().item())
+    selected = scan_traces(
+        filter_string, start_time=start_time, end_time=end_time, warehouse=warehouse, storage_options=storage_options
+    )
+    return int(selected.select(pl.len()).collect().item())

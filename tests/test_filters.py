@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from spanlake.errors import FilterError, SpanlakeError
 from spanlake.query.filters import compile_filter
-from spanlake.query.grammar import parse_filter, tokenize
+from spanlake.query.grammar import MAX_FILTER_CHARS, MAX_TERMS, parse_filter, tokenize
 from spanlake.query.search import count_traces, search_traces
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
@@ -141,9 +143,22 @@ CASES = [
     ("span.attributes.`weird \"key\"` = 'x'", "b"), ("span.attributes.db.name LIKE 'p%'", "b"),
     ("span.attributes.nope IS NOT NULL", ""), ("span.content ILIKE '%delta lake%'", "a"),
     ("span.content = 'DELTA'", "ab"), ("span.model = 'gpt-4o'", "a"), ("span.duration_ms >= 10", "abc"),
-    ("NOT span.type = 'LLM'", "bcd"), ("span.name = 'agent' AND span.type = 'LLM'", "a"),
     ("request_time < '2024-05-01T23:00:00Z' AND span.type = 'RETRIEVER'", "b"),
     ("span.type = 'LLM' OR state = 'IN_PROGRESS'", "ad"),
+    # span clauses joined by AND describe one span (MLflow); OR, NOT and parentheses as in the README
+    ("span.name = 'agent' AND span.type = 'LLM'", ""),  # a has both, on different spans
+    ("span.name = 'llm.call' AND span.type = 'LLM'", "a"), ("span.type = 'CHAIN' AND span.name = 'retrieve'", ""),
+    ("span.type = 'RETRIEVER' AND span.status = 'ERROR'", "b"), ("span.type = 'TOOL' AND span.status = 'OK'", "a"),
+    ("span.type = 'AGENT' AND state = 'OK' AND span.attributes.retries = 3", "c"),
+    ("span.type = 'AGENT' AND (state = 'OK' AND span.attributes.retries = 3)", "c"),  # one AND through parentheses
+    ("span.type = 'TOOL' AND (span.name = 'agent' AND span.status = 'OK')", ""),
+    ("span.type IN ('RETRIEVER', 'TOOL') AND span.name = 'chat'", ""),  # one span: the type and the name
+    ("(span.type = 'RETRIEVER' OR span.type = 'TOOL') AND span.name = 'chat'", "b"),  # an OR is a context of its own
+    ("(span.type = 'LLM' AND span.name = 'agent') OR (span.type = 'CHAIN' AND span.status = 'ERROR')", "b"),
+    ("span.type = 'LLM' AND span.name = 'agent' OR span.type = 'AGENT' AND span.name = 'agent'", "ac"),
+    ("NOT span.type = 'LLM'", "bcd"), ("span.type = 'AGENT' AND NOT span.type = 'TOOL'", "c"),  # NOT: no such span
+    ("span.type = 'AGENT' AND span.type != 'TOOL'", "ac"), ("NOT (span.type = 'TOOL' AND span.status = 'OK')", "bcd"),
+    ("span.type = 'LLM' AND span.status = 'OK' AND NOT span.status = 'ERROR'", "a"),
     # precedence: AND binds tighter than OR; NOT binds tightest; SQL nulls
     ("state = 'ERROR' OR state = 'OK' AND service_name = 'checkout'", "ab"),
     ("(state = 'ERROR' OR state = 'OK') AND service_name = 'checkout'", "a"),
@@ -262,19 +277,37 @@ def test_span_required_is_a_necessary_condition_on_the_span_matches() -> None:
 
     m0, m1 = pl.col("__span_match_0"), pl.col("__span_match_1")
 
-    def required(text: str) -> pl.Expr | None:
+    def required(text: str | None) -> pl.Expr | None:
         return compile_filter(text).span_required
 
-    assert required("span.type = 'LLM' AND span.status = 'ERROR'").meta.eq(m0 & m1)  # type: ignore[union-attr]
+    assert required("span.type = 'LLM' AND span.status = 'ERROR'").meta.eq(m0)  # type: ignore[union-attr]
     assert required("state = 'OK' AND span.type = 'LLM'").meta.eq(m0)  # type: ignore[union-attr]
-    assert required("(span.type = 'LLM' OR span.name = 'x') AND state = 'OK'").meta.eq(m0 | m1)  # type: ignore[union-attr]
+    assert required("(span.type = 'LLM' OR span.name = 'x') AND state = 'OK'").meta.eq(m0)  # type: ignore[union-attr]
+    assert required("(span.type = 'LLM' OR state = 'OK') AND span.name = 'x'").meta.eq(m1)  # type: ignore[union-attr]
+    both = required("(span.type = 'LLM' AND state = 'OK') OR (span.name = 'x' AND state = 'ERROR')")
+    assert both.meta.eq(m0 | m1)  # type: ignore[union-attr]
     for text in ("span.type = 'LLM' OR state = 'OK'", "NOT span.type = 'LLM'", "state = 'OK'", None):
         assert required(text) is None, text  # a trace can match with no span match at all
 
 
+@pytest.mark.parametrize(
+    ("text", "groups"),
+    [
+        ("span.type = 'TOOL' AND span.status = 'ERROR'", 1),  # one span
+        ("span.type = 'TOOL' AND state = 'OK' AND (span.status = 'ERROR' AND span.name = 'x')", 1),
+        ("span.type = 'TOOL' OR span.name = 'x' OR (span.type = 'LLM' AND span.status = 'ERROR')", 1),  # any: one
+        ("span.type = 'TOOL' AND (span.status = 'ERROR' OR state = 'OK')", 2),
+        ("span.type = 'TOOL' AND NOT span.status = 'ERROR'", 2),
+    ],
+)
+def test_span_clauses_of_one_and_are_one_span_predicate(text: str, groups: int) -> None:
+    assert len(compile_filter(text).span_predicates) == groups
+
+
 GRAMMAR_BITS = ["state", "tags", "span", "attributes", "trace", "timestamp_ms", "error_count", "text", ".", "`k.x`",
                 "=", "!=", "<", ">=", "LIKE", "IN", "NOT", "IS", "NULL", "AND", "OR", "(", ")", ",", "'v'", "\"v\"",
-                "'%a_'", "1", "-2.5e3", "99999999999999999999", "'2024-05-01'", " ", "\\", "'", "`", ";"]  # fmt: skip
+                "'%a_'", "1", "-2.5e3", "99999999999999999999", "9" * 400, "1e400", "'2024-05-01'", " ", "\\", "'",
+                "`", ";"]  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)
@@ -284,3 +317,114 @@ def test_any_input_compiles_or_raises_filter_error(text: str) -> None:
         compile_filter(text)
     except FilterError:
         pass
+
+
+# --- bounds: no filter can hang the reader ----------------------------------------------
+
+
+def _at_the_bound(clauses: list[str], joiner: str, match: str) -> str:
+    """`clauses` joined by `joiner`, then `trace.request_id IN (match, fillers...)`, padded to exactly
+    MAX_FILTER_CHARS characters: MAX_TERMS clauses in all."""
+    assert len(clauses) == MAX_TERMS - 1
+    text = joiner.join(clauses) + f"{joiner}trace.request_id IN ('{match}'"
+    fillers = (MAX_FILTER_CHARS - len(text) - 1) // 36
+    text += "".join(f", 'f{i:031d}'" for i in range(fillers)) + ")"
+    return text + " " * (MAX_FILTER_CHARS - len(text))
+
+
+NEVER = ["service_name LIKE 'nope{}%'", "error_count > {}", "tags.k{} = 'v'", "span.name LIKE 'nope{}%'",
+         "timestamp_ms < {}", "span.attributes.k{} = {}", "trace.text ILIKE '%nope{}%'"]  # fmt: skip
+ALWAYS_FOR_A = ["service_name NOT LIKE 'nope{}%'", "error_count < 1000{}", "tags.k{} IS NULL",
+                "span.name NOT LIKE 'x{}%'", "timestamp_ms > {}", "span.attributes.k{} IS NULL",
+                "trace.text != 'nope{}'"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("templates", "joiner", "match"), [(NEVER, " OR ", B), (ALWAYS_FOR_A, " AND ", A)], ids=["or-chain", "and-chain"]
+)
+def test_a_filter_at_the_size_bounds_runs_and_one_past_them_is_refused(
+    warehouse: str, templates: list[str], joiner: str, match: str
+) -> None:
+    clauses = [templates[i % len(templates)].format(i, i) for i in range(MAX_TERMS - 1)]
+    text = _at_the_bound(clauses, joiner, match)
+    assert len(text) == MAX_FILTER_CHARS
+    deadline = time.monotonic() + 10  # a hang guard, not a timing claim: without the bounds this took minutes
+    assert ids(warehouse, text) == {match[0]}
+    assert count_traces(text, warehouse=warehouse) == 1
+    assert time.monotonic() < deadline
+
+    with pytest.raises(FilterError) as err:
+        search_traces(text + " ", warehouse=warehouse)
+    assert str(err.value) == f"filter is longer than 100,000 characters (100,001) at position {MAX_FILTER_CHARS}"
+    one_more = joiner.join([*clauses, "state = 'OK'", "state = 'ERROR'"])
+    with pytest.raises(FilterError) as err:
+        search_traces(one_more, warehouse=warehouse)
+    position = len(joiner.join([*clauses, "state = 'OK'"])) + len(joiner)
+    assert str(err.value) == (
+        f"filter has more than {MAX_TERMS} clauses at position {position}; join the values of one field with IN (...)"
+    )
+
+
+def test_equality_chains_fold_into_one_is_in(warehouse: str) -> None:
+    chain = " OR ".join(["trace.status = 'OK'", "trace.status = 'nope'", "trace.status IN ('ERROR', 'x')"] * 80)
+    compiled = compile_filter(chain)
+    assert compiled.predicate is not None and str(compiled.predicate).count("is_in") == 1
+    assert "|" not in str(compiled.predicate)
+    assert ids(warehouse, chain) == set("abc")
+    spans = compile_filter(" OR ".join(f"span.name = 'n{i}'" for i in range(200)) + " OR span.type = 'LLM'")
+    assert len(spans.span_predicates) == 1 and str(spans.span_predicates[0]).count("is_in") == 1
+    # the issue's reproduction, 5,000 clauses (115 KB), is refused in one line rather than planned for minutes
+    with pytest.raises(FilterError, match=r"^filter is longer than 100,000 characters"):
+        search_traces(" OR ".join(["trace.status = 'OK'"] * 5000), warehouse=warehouse)
+
+
+HUGE = "9" * 400
+NUMBER_ERRORS = [
+    (f"error_count = {HUGE}", 14), (f"error_count IN (1, {HUGE})", 19), (f"timestamp_ms > {HUGE}", 15),
+    (f"span.attributes.x >= -{HUGE}", 21), (f"{HUGE} = 1", 0), ("total_tokens < 1e400", 15),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("filter_string", "position"), NUMBER_ERRORS, ids=[n[0][:30] for n in NUMBER_ERRORS])
+def test_numbers_out_of_range_are_one_line_filter_errors(warehouse: str, filter_string: str, position: int) -> None:
+    with pytest.raises(FilterError) as err:
+        search_traces(filter_string, warehouse=warehouse)
+    number = filter_string[position:].split(" ")[0].rstrip(")")
+    shown = number if len(number) <= 24 else number[:20] + "..."
+    assert str(err.value) == f"number '{shown}' at position {position} is out of range (it must fit a 64-bit float)"
+
+
+@pytest.mark.parametrize("value", [10**400, 1e300, float("inf"), float("nan"), -(10**20)])
+def test_epoch_ms_out_of_range_is_a_filter_error(warehouse: str, value: float) -> None:
+    with pytest.raises(FilterError, match=r"^start_time takes epoch milliseconds or an ISO-8601 time; .* is neither$"):
+        search_traces(start_time=value, warehouse=warehouse)
+
+
+def test_huge_times_and_patterns_are_filter_errors(warehouse: str) -> None:
+    with pytest.raises(FilterError) as err:
+        search_traces("timestamp_ms > 1e300", warehouse=warehouse)
+    assert str(err.value) == (
+        "timestamp_ms takes epoch milliseconds or an ISO-8601 time; 1e+300 at position 15 is neither"
+    )
+    with pytest.raises(FilterError) as err:  # was a ComputeError in the middle of the scan
+        search_traces("service_name LIKE '" + "_" * 50_000 + "'", warehouse=warehouse)
+    assert str(err.value) == (
+        "pattern '____________________...' at position 18 is too large for the regular-expression engine"
+    )
+
+
+def test_long_and_and_or_chains_plan_in_linear_time(tmp_path: Path) -> None:
+    """Beyond the bounds too: 2,000 conjuncts pushed into a parquet scan as an & tree took minutes
+    (quadratic), 1,600 ORs as a left-deep chain 47 s."""
+    import polars as pl
+
+    from spanlake.query.filters import all_of, any_of
+
+    write_deltalake(str(tmp_path / "t"), pa.table({"x": list(range(4000)), "day": [1] * 4000}), partition_by=["day"])
+    scan = pl.scan_delta(str(tmp_path / "t"))
+    below = [pl.col("x") < 5000 + i for i in range(2000)]
+    equal = [pl.col("x") == -i for i in range(2000)] + [pl.col("x") == 7]
+    deadline = time.monotonic() + 10  # a hang guard, not a timing claim
+    assert scan.filter(all_of(below)).select(pl.len()).collect().item() == 4000
+    assert scan.filter(any_of(equal)).select(pl.len()).collect().item() == 2  # x = 0 and x = 7
+    assert time.monotonic() < deadline

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from support import create_topic, ingest
 
 from spanlake.ingest.exporter import KafkaSpanExporter
 from spanlake.ingest.workload import Workload
+from spanlake.query import count_traces, search_traces
 from spanlake.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -36,3 +38,17 @@ def test_the_five_analyst_questions_run_and_answer(settings: Settings, monkeypat
     assert answers["busiest_sessions"]["turns"].max() > 1
     failed = answers["failed_tool_traces"]
     assert failed.height > 0 and set(failed["root_span_name"]) == {"agent.request"}
+
+    # The filter language answers question 5 as the semi-join does: span clauses joined by AND describe one span.
+    one_span = "span.type = 'TOOL' AND span.status = 'ERROR'"
+    page = search_traces(one_span, max_results=1000)
+    assert set(page["trace_id"]) == set(failed["trace_id"]) and count_traces(one_span) == failed.height
+    spans, traces = answers["spans"], answers["traces"]
+    tool = spans.filter(pl.col("span_type") == "TOOL").select("trace_id")
+    error = spans.filter(pl.col("status_code") == "ERROR").select("trace_id")
+    some_tool_and_some_error = traces.join(tool, on="trace_id", how="semi").join(error, on="trace_id", how="semi")
+    assert some_tool_and_some_error.collect().height > failed.height  # the workload tells the two meanings apart
+
+    exec(python_block_after("uses `scan_traces`"), answers)  # noqa: S102 - our own README
+    by_service = answers["failed_tools_by_service"]
+    assert by_service["traces"].sum() == failed.height and by_service["service_name"].is_not_null().all()

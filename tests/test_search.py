@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import polars as pl
 import pyarrow as pa
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from spanlake.errors import FilterError, SpanlakeError, TableError
-from spanlake.query import TracePage, count_traces, get_trace, search_traces
+from spanlake.query import TracePage, count_traces, get_trace, scan_traces, search_traces
 from spanlake.query.traces import TraceNotFoundError
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
@@ -129,6 +129,13 @@ def merge_trace_rows(warehouse: Path, rows: list[dict[str, Any]]) -> None:
     )
 
 
+class Lake(tuple):
+    """(warehouse, trace rows, span rows), with a short repr: hypothesis prints its arguments."""
+
+    def __repr__(self) -> str:
+        return f"Lake({self[0]})"
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], list[dict]]:
     warehouse = tmp_path_factory.mktemp("lake")
@@ -136,7 +143,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], li
     write(warehouse, "trace_info", infos[:60])  # two commits: several files per partition
     write(warehouse, "trace_info", infos[60:])
     write(warehouse, "span_data", spans)
-    return warehouse, infos, spans
+    return Lake((warehouse, infos, spans))
 
 
 def all_pages(
@@ -262,14 +269,49 @@ def test_missing_table_is_a_table_error(tmp_path: Path) -> None:
 
 
 def test_time_and_day_bounds_reach_the_scan(lake) -> None:
-    from spanlake.query.search import _build_query, _filtered, open_table
-
-    query = _build_query("timestamp_ms >= '2024-05-02T06:00:00Z' AND span.type = 'LLM'", None, None, "2024-05-03")
-    _, traces = open_table("trace_info", str(lake[0]), {})
-    _, spans = open_table("span_data", str(lake[0]), {})
-    plan = _filtered(query, traces, spans).explain()
+    filter_string = "timestamp_ms >= '2024-05-02T06:00:00Z' AND span.type = 'LLM'"
+    plan = scan_traces(filter_string, end_time="2024-05-03", warehouse=str(lake[0])).explain()
     assert plan.count('(col("day") >= 2024-05-02)') == 2  # both scans pruned by partition
     assert '(col("day") <= 2024-05-02)' in plan and '(col("day") <= 2024-05-03)' in plan  # spans: one day later
+
+
+# --- scan_traces: the read layer --------------------------------------------------------
+
+
+def test_scan_traces_is_the_lazy_selection_search_and_count_page_through(lake) -> None:
+    warehouse, infos, spans = lake
+    kw: dict[str, Any] = dict(start_time=BASE + dt.timedelta(hours=20), end_time="2024-05-03T12:00:00")
+    filter_string = "span.type = 'TOOL' AND span.status = 'ERROR' OR state = 'ERROR'"
+    selected = scan_traces(filter_string, warehouse=str(warehouse), **kw)
+    assert isinstance(selected, pl.LazyFrame)
+    frame = selected.collect()
+    assert frame.columns == TRACE_INFO.column_names  # no helper columns leak out
+    failed_tool = {s["trace_id"] for s in spans if s["span_type"] == "TOOL" and s["status_code"] == "ERROR"}
+    start, end = BASE + dt.timedelta(hours=20), dt.datetime(2024, 5, 3, 12, tzinfo=UTC)
+    expected = {r["trace_id"] for r in infos if start <= r["request_time"] < end
+                and (r["trace_id"] in failed_tool or r["state"] == "ERROR")}  # fmt: skip
+    assert set(frame["trace_id"]) == expected and frame.height == len(expected) > 5
+    page = search_traces(filter_string, max_results=1000, warehouse=str(warehouse), **kw)
+    assert page.frame.sort("trace_id").equals(frame.sort("trace_id"))
+    assert count_traces(filter_string, warehouse=str(warehouse), **kw) == len(expected)
+    by_state = selected.group_by("state").len().collect()  # it composes like any LazyFrame
+    assert by_state["len"].sum() == len(expected)
+
+
+def test_scan_traces_include_spans_and_errors(lake, tmp_path: Path) -> None:
+    warehouse, _, spans = lake
+    with_spans = scan_traces("span.type = 'LLM'", include_spans=True, warehouse=str(warehouse)).collect()
+    page = search_traces("span.type = 'LLM'", include_spans=True, max_results=1000, warehouse=str(warehouse))
+    assert with_spans.height == page.height > 0
+    assert with_spans.sort("trace_id").equals(page.frame.sort("trace_id"))  # the same spans, in the same order
+    for trace_id, trace_spans in with_spans.select("trace_id", "spans").iter_rows():
+        assert len(trace_spans) == sum(s["trace_id"] == trace_id for s in spans)
+    none = scan_traces("state = 'nope'", include_spans=True, warehouse=str(warehouse)).collect()
+    assert none.height == 0 and none.schema["spans"] == with_spans.schema["spans"]
+    with pytest.raises(FilterError, match=r"^expected a comparator"):  # eagerly, not at collect time
+        scan_traces("state foo", warehouse=str(warehouse))
+    with pytest.raises(TableError, match="table 'trace_info' does not exist"):
+        scan_traces(warehouse=str(tmp_path))
 
 
 # --- get_trace --------------------------------------------------------------------------
@@ -407,26 +449,34 @@ def _cmp(value: Any, test: Callable[[Any], bool]) -> bool | None:
 
 CUT = BASE + dt.timedelta(days=1, hours=12)
 CUT_MS = int(CUT.timestamp() * 1000)
-Row, Spans = dict, list
-CLAUSES: list[tuple[str, Callable[[Row, Spans], bool | None]]] = [
-    ("state = 'OK'", lambda r, s: r["state"] == "OK"),
-    ("trace.status IN ('ERROR', 'IN_PROGRESS')", lambda r, s: r["state"] in ("ERROR", "IN_PROGRESS")),
-    ("error_count > 0", lambda r, s: r["error_count"] > 0),
-    ("service_name = 'checkout'", lambda r, s: _cmp(r["service_name"], lambda v: v == "checkout")),
-    ("service_name LIKE 'ch%'", lambda r, s: _cmp(r["service_name"], lambda v: v.startswith("ch"))),
-    ("total_tokens >= 2000", lambda r, s: _cmp(r["total_tokens"], lambda v: v >= 2000)),
-    ("user_id IS NULL", lambda r, s: r["user_id"] is None),
-    ("tags.env = 'prod'", lambda r, s: _cmp((r["tags"] or {}).get("env"), lambda v: v == "prod")),
-    ("metadata.`mlflow.trace.user` != 'u1'", lambda r, s: r["metadata"]["mlflow.trace.user"] != "u1"),
-    ("models = 'gpt-4o'", lambda r, s: "gpt-4o" in r["models"]),
-    ("trace.text ILIKE '%delta%'", lambda r, s: any("delta" in (p or "").lower() for p in (r["request_preview"], r["response_preview"]))),
-    (f"timestamp_ms > {CUT_MS}", lambda r, s: r["request_time"] >= CUT + dt.timedelta(milliseconds=1)),
-    ("request_time < '2024-05-02T06:00:00Z'", lambda r, s: r["request_time"] < dt.datetime(2024, 5, 2, 6, tzinfo=UTC)),
-    ("span.type = 'LLM'", lambda r, s: any(x["span_type"] == "LLM" for x in s)),
-    ("span.name LIKE 'tool:%'", lambda r, s: any(x["name"].startswith("tool:") for x in s)),
-    ("span.attributes.retries >= 2", lambda r, s: any(json.loads(x["attributes"])["retries"] >= 2 for x in s)),
-    ("span.status = 'ERROR'", lambda r, s: any(x["status_code"] == "ERROR" for x in s)),
+Row: TypeAlias = dict[str, Any]
+Span: TypeAlias = dict[str, Any]
+# (filter text, on spans, test): a trace clause's test takes the trace_info row, a span clause's one span
+CLAUSES: list[tuple[str, bool, Callable[[dict], bool | None]]] = [
+    ("state = 'OK'", False, lambda r: r["state"] == "OK"),
+    ("trace.status IN ('ERROR', 'IN_PROGRESS')", False, lambda r: r["state"] in ("ERROR", "IN_PROGRESS")),
+    ("error_count > 0", False, lambda r: r["error_count"] > 0),
+    ("service_name = 'checkout'", False, lambda r: _cmp(r["service_name"], lambda v: v == "checkout")),
+    ("service_name LIKE 'ch%'", False, lambda r: _cmp(r["service_name"], lambda v: v.startswith("ch"))),
+    ("total_tokens >= 2000", False, lambda r: _cmp(r["total_tokens"], lambda v: v >= 2000)),
+    ("user_id IS NULL", False, lambda r: r["user_id"] is None),
+    ("tags.env = 'prod'", False, lambda r: _cmp((r["tags"] or {}).get("env"), lambda v: v == "prod")),
+    ("metadata.`mlflow.trace.user` != 'u1'", False, lambda r: r["metadata"]["mlflow.trace.user"] != "u1"),
+    ("models = 'gpt-4o'", False, lambda r: "gpt-4o" in r["models"]),
+    ("trace.text ILIKE '%delta%'", False,
+     lambda r: any("delta" in (p or "").lower() for p in (r["request_preview"], r["response_preview"]))),
+    (f"timestamp_ms > {CUT_MS}", False, lambda r: r["request_time"] >= CUT + dt.timedelta(milliseconds=1)),
+    ("request_time < '2024-05-02T06:00:00Z'", False,
+     lambda r: r["request_time"] < dt.datetime(2024, 5, 2, 6, tzinfo=UTC)),
+    ("span.type = 'LLM'", True, lambda x: x["span_type"] == "LLM"),
+    ("span.name LIKE 'tool:%'", True, lambda x: x["name"].startswith("tool:")),
+    ("span.attributes.retries >= 2", True, lambda x: json.loads(x["attributes"])["retries"] >= 2),
+    ("span.status = 'ERROR'", True, lambda x: x["status_code"] == "ERROR"),
+    ("span.type = 'TOOL'", True, lambda x: x["span_type"] == "TOOL"),
+    ("span.status != 'OK'", True, lambda x: x["status_code"] != "OK"),
+    ("span.type IN ('TOOL', 'RETRIEVER')", True, lambda x: x["span_type"] in ("TOOL", "RETRIEVER")),
 ]  # fmt: skip
+SPAN_TOOL, SPAN_ERROR = 17, 16
 
 PRECEDENCE = {"OR": 1, "AND": 2, "NOT": 3, "CLAUSE": 4}
 leaves = st.sampled_from(range(len(CLAUSES))).map(lambda i: ("CLAUSE", i))
@@ -453,20 +503,37 @@ def render(node: tuple, outer: int = 0) -> str:
     return f"({text})" if extra or PRECEDENCE[op] < outer else text
 
 
-def oracle(node: tuple, row: Row, spans: Spans) -> bool | None:
+def _conjuncts(node: tuple) -> list[tuple]:
+    return _conjuncts(node[1]) + _conjuncts(node[2]) if node[0] == "AND" else [node]
+
+
+def oracle(node: tuple, row: Row, spans: list[Span]) -> bool | None:
+    """SQL's three-valued logic over the trace, where the span clauses of one AND chain (through
+    parentheses) describe one span: true when some span satisfies all of them (MLflow's EXISTS);
+    OR and NOT combine the trace-level results."""
     op = node[0]
-    if op == "CLAUSE":
-        return CLAUSES[node[1]][1](row, spans)
     if op == "NOT":
-        value = oracle(node[1], row, spans)
-        return None if value is None else not value
-    combine = _and if op == "AND" else _or
-    return combine(oracle(node[1], row, spans), oracle(node[2], row, spans))
+        negated = oracle(node[1], row, spans)
+        return None if negated is None else not negated
+    if op == "OR":
+        return _or(oracle(node[1], row, spans), oracle(node[2], row, spans))
+    items = _conjuncts(node)
+    on_span = [CLAUSES[i[1]][2] for i in items if i[0] == "CLAUSE" and CLAUSES[i[1]][1]]
+    value: bool | None = any(all(test(x) is True for test in on_span) for x in spans) if on_span else True
+    for item in items:
+        if item[0] != "CLAUSE":
+            value = _and(value, oracle(item, row, spans))
+        elif not CLAUSES[item[1]][1]:
+            value = _and(value, CLAUSES[item[1]][2](row))
+    return value
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=trees)
 @example(tree=("OR", ("AND", ("CLAUSE", 0), ("CLAUSE", 2), False), ("CLAUSE", 13), False))  # a AND b OR c
+@example(tree=("AND", ("CLAUSE", SPAN_TOOL), ("CLAUSE", SPAN_ERROR), False))  # a failed tool: one span
+@example(tree=("AND", ("CLAUSE", 13), ("AND", ("CLAUSE", 0), ("CLAUSE", 18), False), False))  # one span through ()
+@example(tree=("AND", ("CLAUSE", 13), ("NOT", ("CLAUSE", 16), False), False))  # NOT: no span at all
 @example(tree=("AND", ("NOT", ("CLAUSE", 7), False), ("OR", ("CLAUSE", 3), ("CLAUSE", 14), False), False))
 def test_random_filters_match_the_oracle(lake, tree: tuple) -> None:
     warehouse, infos, spans = lake
@@ -494,3 +561,61 @@ def test_order_by_map_keys_and_bad_order_keys(lake) -> None:
     ]:
         with pytest.raises(FilterError, match=re.escape(message)):
             search_traces(order_by=order_by, warehouse=str(warehouse))
+
+
+# --- end to end: span clauses describe one span ------------------------------------------
+
+
+def test_a_failed_tool_means_the_tool_span_itself_failed(settings) -> None:
+    """Through the real path (OTel SDK -> KafkaSpanExporter -> broker -> spanlake ingest -> Delta):
+    `span.type = 'TOOL' AND span.status = 'ERROR'` asks for one span that is both, as MLflow does."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+    from support import create_topic, ingest
+
+    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.tables import scan
+
+    create_topic(settings, partitions=1)
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent-runner"}))
+    provider.add_span_processor(BatchSpanProcessor(KafkaSpanExporter(settings.bootstrap_servers, settings.topic)))
+    tracer = provider.get_tracer("test")
+
+    def agent_trace(tool_fails: bool, model_fails: bool) -> str:
+        root_attrs = {"gen_ai.operation.name": "invoke_agent"}
+        with tracer.start_as_current_span("agent.request", attributes=root_attrs) as root:
+            tool_attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "run_sql"}
+            with tracer.start_as_current_span("execute_tool run_sql", attributes=tool_attrs) as tool:
+                if tool_fails:
+                    tool.set_status(Status(StatusCode.ERROR, "run_sql timed out"))
+            chat_attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+            with tracer.start_as_current_span("chat gpt-4o", attributes=chat_attrs) as chat:
+                if model_fails:
+                    chat.set_status(Status(StatusCode.ERROR, "429 Too Many Requests"))
+        return f"{root.get_span_context().trace_id:032x}"
+
+    healthy_tool_failed_model = agent_trace(tool_fails=False, model_fails=True)
+    failed_tool = agent_trace(tool_fails=True, model_fails=False)
+    both_failed = agent_trace(tool_fails=True, model_fails=True)
+    healthy = agent_trace(tool_fails=False, model_fails=False)
+    provider.shutdown()
+    ingest(settings)
+
+    def found(filter_string: str) -> set[str]:
+        return set(scan_traces(filter_string, warehouse=settings.warehouse).collect()["trace_id"])
+
+    assert found("span.type = 'TOOL'") == {healthy_tool_failed_model, failed_tool, both_failed, healthy}
+    assert found("span.status = 'ERROR'") == {healthy_tool_failed_model, failed_tool, both_failed}
+    assert found("span.type = 'TOOL' AND span.status = 'ERROR'") == {failed_tool, both_failed}
+    assert found("span.type = 'TOOL' AND NOT span.status = 'ERROR'") == {healthy}  # NOT: no span failed
+    assert found("span.type = 'TOOL' AND span.status != 'ERROR'") == {healthy_tool_failed_model, healthy}
+    # the README's Polars semi-join asks the same question
+    spans = scan("span_data", warehouse=settings.warehouse)
+    semi = scan("trace_info", warehouse=settings.warehouse).join(
+        spans.filter((pl.col("span_type") == "TOOL") & (pl.col("status_code") == "ERROR")), on="trace_id", how="semi"
+    )
+    assert set(semi.collect()["trace_id"]) == {failed_tool, both_failed}
+    page = search_traces("span.type = 'TOOL' AND span.status = 'ERROR'", warehouse=settings.warehouse)
+    assert set(page["trace_id"]) == {failed_tool, both_failed}
