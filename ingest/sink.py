@@ -33,15 +33,21 @@ from deltalake.exceptions import DeltaError
 from kafka.consumer.fetcher import ConsumerRecord
 
 from spanlake.errors import CommitConflict, SpanlakeError
+from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.dead_letters import DeadLetters, Stage, describe
 from spanlake.ingest.faults import crash_if
 from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
-from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.rows import SpanRows, span_data_only
 from spanlake.ingest.trace_rollup import merge_traces
 from spanlake.tables.delta import (
-    NO_CHECKPOINT, is_commit_conflict, offset_commit, open_or_create, stored_offset, table_uri, writer_properties,
+    NO_CHECKPOINT,
+    is_commit_conflict,
+    offset_commit,
+    open_or_create,
+    stored_offset,
+    table_uri,
+    writer_properties,
 )  # fmt: skip
 from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TABLES, TRACE_INFO, TableSpec
 

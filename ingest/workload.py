@@ -84,7 +84,7 @@ class Workload:
                 BatchSpanProcessor(exporter, max_queue_size=100_000, max_export_batch_size=2048)
             )
             self.providers[(service, env)] = provider
-        self.shapes: dict[str, Callable[[trace.Tracer, Clock, Span | None], None]] = {
+        self.shapes: dict[str, Callable[[trace.Tracer, Clock, Span], None]] = {
             "rag": self._rag, "agent": self._agent, "chat": self._chat, "embed": self._embed,
         }  # fmt: skip
 
@@ -149,7 +149,8 @@ class Workload:
             self._llm_call(tracer, clock, root, messages)
             tool = self.rng.choice(TOOLS)
             s = self._span(tracer, f"execute_tool {tool}", root, clock.advance(2), SpanKind.INTERNAL, {
-                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool, "gen_ai.tool.call.id": f"call_{self.rng.getrandbits(32):08x}",
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
+                "gen_ai.tool.call.id": f"call_{self.rng.getrandbits(32):08x}",
             })  # fmt: skip
             if self.rng.random() < 0.03:  # a failed tool call: the agent recovers, the root stays OK
                 s.set_status(Status(StatusCode.ERROR, f"{tool} timed out"))

@@ -17,7 +17,16 @@ import polars as pl
 
 from spanlake.errors import FilterError
 from spanlake.query.grammar import (
-    PATTERN_OPS, And, Clause, Literal, Node, Not, Or, abbreviate, parse_filter, parse_order_key,
+    PATTERN_OPS,
+    And,
+    Clause,
+    Literal,
+    Node,
+    Not,
+    Or,
+    abbreviate,
+    parse_filter,
+    parse_order_key,
 )  # fmt: skip
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 

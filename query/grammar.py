@@ -33,7 +33,6 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 from spanlake.errors import FilterError
 
@@ -97,7 +96,7 @@ class Not:
     item: Node
 
 
-Node = Union[Clause, And, Or, Not]
+Node = Clause | And | Or | Not
 
 
 def syntax_error(what: str, token: Token) -> FilterError:

@@ -6,6 +6,7 @@ per group/topic/partition, the offset as version).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction, WriterProperties
@@ -16,8 +17,9 @@ from spanlake.errors import TableError
 from spanlake.tables.schemas import TableSpec, spec
 
 # One codec for every operation: delta-rs otherwise picks a different one per operation.
-CODEC = {"compression": "ZSTD", "compression_level": 3}
-WRITER_PROPERTIES = WriterProperties(**CODEC)
+CODEC: Final = "ZSTD"
+CODEC_LEVEL: Final = 3
+WRITER_PROPERTIES = WriterProperties(compression=CODEC, compression_level=CODEC_LEVEL)
 
 # Checkpoints are written by maintenance, off the ingest hot path.
 NO_CHECKPOINT = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
@@ -30,7 +32,9 @@ def table_uri(warehouse: str, name: str) -> str:
 
 def writer_properties(spec: TableSpec, *, row_group_rows: int | None = None) -> WriterProperties:
     """The codec with the table's row-group size: every writer of a table uses this."""
-    return WriterProperties(**CODEC, max_row_group_size=row_group_rows or spec.row_group_rows)
+    return WriterProperties(
+        compression=CODEC, compression_level=CODEC_LEVEL, max_row_group_size=row_group_rows or spec.row_group_rows
+    )
 
 
 def is_commit_conflict(exc: Exception) -> bool:

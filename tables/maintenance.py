@@ -215,7 +215,7 @@ def _rewrite_days(
             report.skipped.append(f"{step} and later rewrites: lost the lease to another maintenance run")
             return
         props = writer_properties(spec(report.table))
-        run = lambda d=day, z=z_order_by: _rewrite(table, d, policy, z, props)  # noqa: E731
+        run = lambda d=day, z=z_order_by, p=props: _rewrite(table, d, policy, z, p)  # noqa: E731
         metrics = _retrying(step, run, report, policy)
         if _count(report, metrics):
             (report.days_ordered if z_order_by else report.days_compacted).append(day)

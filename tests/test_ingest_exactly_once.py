@@ -8,9 +8,9 @@ from collections import defaultdict
 
 import polars as pl
 import pytest
-from opentelemetry.trace import StatusCode
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from support import TeeExporter, assert_exact, create_topic, ingest, ingest_subprocess, read, send_raw
 
 from spanlake.ingest.exporter import KafkaSpanExporter, encode

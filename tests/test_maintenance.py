@@ -291,10 +291,10 @@ class Writer(threading.Thread):
                 # Second span of each trace of the last batch: the MERGE updates stored rows.
                 followers = [(t, f"{rnd.getrandbits(64):016x}", start) for t, _, start in previous]
                 batch = fresh + followers
-                self._commit(self.spans_table, i, lambda t: append(t, span_rows(batch, offset=i * 100), version=i))
+                self._commit(self.spans_table, i, lambda t, b=batch, i=i: append(t, span_rows(b, offset=i * 100), version=i))
                 partials = trace_rows([(t, s, True) for t, _, s in fresh] + [(t, s, False) for t, _, s in followers])
                 txn = CommitProperties(app_transactions=[Transaction(APP, i)])
-                self._commit(self.traces_table, i, lambda t: merge_traces(t, partials, txn))
+                self._commit(self.traces_table, i, lambda t, p=partials, txn=txn: merge_traces(t, p, txn))
                 self.spans += batch
                 previous = fresh
         except BaseException as exc:  # surfaced by the test
@@ -309,7 +309,7 @@ class Writer(threading.Thread):
                 self.conflicts[table.metadata().name] += 1
                 table.update_incremental()
                 if (table.transaction_version(APP) or -1) >= version:
-                    raise AssertionError("a failed commit was stored after all")
+                    raise AssertionError("a failed commit was stored after all") from None
 
 
 def test_concurrent_appends_and_merges_lose_nothing(tmp_path: Path) -> None:

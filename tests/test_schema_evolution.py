@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from support import TeeExporter, assert_exact, create_topic, ingest, read
+from support import TeeExporter, create_topic, ingest, read
 
 from spanlake.errors import TableError
 from spanlake.ingest.exporter import KafkaSpanExporter
