@@ -10,6 +10,8 @@ SDK.
 
 from __future__ import annotations
 
+from spanlake.tables.tokens import MODEL_CALL_TYPES  # noqa: F401  (the rule's vocabulary lives in tables)
+
 
 # --- the conventions ------------------------------------------------------------------------
 
@@ -211,7 +213,6 @@ class Common:
 # --- span types -----------------------------------------------------------------------------
 
 SPAN_TYPES = ("LLM", "CHAT_MODEL", "EMBEDDING", "RETRIEVER", "RERANKER", "TOOL", "AGENT", "CHAIN", "PARSER", "UNKNOWN")
-MODEL_CALL_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING"})
 
 # Every mapping is keyed by the lower-cased source value. Values that say nothing ("unknown",
 # Langfuse "span"/"event") are left out, so the next convention in SPAN_TYPE_SOURCES decides.
