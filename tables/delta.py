@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction, WriterProperties
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from spanlake.tables.schemas import TableSpec
 
@@ -24,11 +24,20 @@ def writer_properties(spec: TableSpec, *, row_group_rows: int | None = None) -> 
 NO_CHECKPOINT = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
+def table_properties(spec: TableSpec) -> dict[str, str]:
+    """The Delta table properties a spec asks for."""
+    properties = {"delta.appendOnly": "false"}
+    if spec.target_file_bytes:
+        properties["delta.targetFileSize"] = str(spec.target_file_bytes)
+    return properties
+
+
 def open_or_create(uri: str, spec: TableSpec, storage_options: Mapping[str, str] | None = None) -> DeltaTable:
-    """Open the table at `uri`, creating it empty with the spec's schema when it does not exist."""
+    """Open the table at `uri`, creating it empty with the spec's schema when it does not exist;
+    a table created before its spec asked for a property gets it set."""
     options = dict(storage_options or {})
     try:
-        return DeltaTable(uri, storage_options=options)
+        table = DeltaTable(uri, storage_options=options)
     except TableNotFoundError:
         return DeltaTable.create(
             uri,
@@ -37,8 +46,15 @@ def open_or_create(uri: str, spec: TableSpec, storage_options: Mapping[str, str]
             name=spec.name,
             mode="ignore",  # another process may create it at the same moment
             storage_options=options,
-            configuration={"delta.appendOnly": "false"},
+            configuration=table_properties(spec),
         )
+    missing = {k: v for k, v in table_properties(spec).items() if table.metadata().configuration.get(k) != v}
+    if missing:
+        try:
+            table.alter.set_table_properties(missing)
+        except (CommitFailedError, DeltaError):  # another process set them at the same moment
+            table.update_incremental()
+    return table
 
 
 def offset_app_id(group: str, topic: str, partition: int) -> str:
