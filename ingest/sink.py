@@ -11,7 +11,8 @@ Invariants (see docs/DESIGN.md):
   table commits the replayed records land in the table that missed them and nowhere else;
   and a table's offset never moves backwards.
 - A span span_data already holds from another message is a duplicate and is dropped.
-Each batch writes span_data, trace_info (MERGE), ingest_errors and ingest_batches in that order.
+Each batch writes span_data, trace_info (MERGE), open_traces (trace_info's index of rows waiting
+for their root), ingest_errors and ingest_batches in that order.
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.rows import SpanRows, span_data_only
-from spanlake.ingest.trace_rollup import merge_traces
+from spanlake.ingest.trace_rollup import SpanLookup, all_open, merge_traces, open_changes, write_open
 from spanlake.tables.delta import NO_CHECKPOINT, offset_commit, open_or_create, stored_offset, writer_properties
-from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TABLES, TRACE_INFO, TableSpec
+from spanlake.tables.schemas import (
+    INGEST_BATCHES, INGEST_ERRORS, OPEN_TRACES, SPAN_DATA, TABLES, TRACE_INFO, TableSpec,
+)  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 8
-SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, INGEST_ERRORS, INGEST_BATCHES)
+SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, OPEN_TRACES, INGEST_ERRORS, INGEST_BATCHES)
 
 
 @dataclass
@@ -98,11 +101,22 @@ class DeltaSink:
             for p in partitions:
                 stored = stored_offset(table, self.group, self.topic, p)
                 self.expected[name][p] = -1 if stored is None else stored
+        self._adopt_open_traces(partitions)
         for p in partitions:
             lowest = min(self.expected[name][p] for name in self.tables)
             highest = max(self.expected[name][p] for name in self.tables)
             resume[p] = None if highest == -1 else lowest + 1
         return resume
+
+    def _adopt_open_traces(self, partitions: list[int]) -> None:
+        """open_traces holds nothing of a partition trace_info holds (a warehouse written before
+        open_traces existed, or a crash between the two first commits): list every IN_PROGRESS
+        row once, with trace_info's offsets, instead of re-reading the topic from its beginning."""
+        held = {p: self.expected[TRACE_INFO.name][p] for p in partitions}
+        adopt = {p: o for p, o in held.items() if o >= 0 and self.expected[OPEN_TRACES.name][p] < 0}
+        if adopt:
+            trace_info = self.tables[TRACE_INFO.name]
+            self._step(OPEN_TRACES.name, adopt, "", lambda txn: self._write_open(all_open(trace_info), txn))
 
     def holds_all_before(self, ends: Mapping[int, int]) -> bool:
         """True when every table holds every offset below `ends` ({partition: end offset})."""
@@ -205,12 +219,17 @@ class DeltaSink:
         if not _same(trace_fresh, span_fresh):  # only after a crash between the two commits
             rows = self._span_rows(trace_fresh)
             spans, _ = self._without_stored(rows.table(now))
-        if spans.num_rows:
-            partials = rows.trace_table(spans, now)
-            write_traces = lambda txn: merge_traces(self.tables[TRACE_INFO.name], partials, txn)  # noqa: E731
-        else:  # no spans: still record the offsets, so a restart does not re-read them
-            write_traces = lambda txn: self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)  # noqa: E731
+        partials = rows.trace_table(spans, now) if spans.num_rows else None
+        write_traces = lambda txn: self._merge_traces(partials, spans, txn)  # noqa: E731
         self._step(TRACE_INFO.name, last_offsets, "after_trace_info", write_traces)
+
+        open_fresh = self._fresh(OPEN_TRACES.name, decoded)
+        if not _same(open_fresh, trace_fresh):  # only after a crash between the two commits
+            rows = self._span_rows(open_fresh)
+            spans, _ = self._without_stored(rows.table(now))
+            partials = rows.trace_table(spans, now) if spans.num_rows else None
+        write_open_traces = lambda txn: self._reconcile_open(partials, txn)  # noqa: E731
+        self._step(OPEN_TRACES.name, last_offsets, "after_open_traces", write_open_traces)
 
         letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
         self._step(INGEST_ERRORS.name, last_offsets, "after_ingest_errors",
@@ -221,6 +240,34 @@ class DeltaSink:
         self._step(INGEST_BATCHES.name, last_offsets, "after_delta_commit",
                    lambda txn: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
+
+    def _merge_traces(self, partials: pa.Table | None, spans: pa.Table, txn: CommitProperties) -> None:
+        if partials is None:  # no spans: still record the offsets, so a restart does not re-read them
+            self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)
+            return
+        trace_info = self.tables[TRACE_INFO.name]
+
+        def counted(found: pl.DataFrame) -> pl.Series:
+            # A stored span trace_info's snapshot holds: its message is at or below that
+            # partition's offset there (span_data commits first, so it may hold more).
+            held = {p: stored_offset(trace_info, self.group, self.topic, p) for p in found["partition"].unique()}
+            limit = pl.col("partition").replace_strict({p: -1 if o is None else o for p, o in held.items()})
+            return found.select((pl.col("topic") != self.topic) | (pl.col("offset") <= limit)).to_series()
+
+        lookup = SpanLookup(self.tables[SPAN_DATA.name], counted)
+        merge_traces(trace_info, self.tables[OPEN_TRACES.name], lookup, partials, spans, txn)
+
+    def _reconcile_open(self, partials: pa.Table | None, txn: CommitProperties) -> None:
+        if partials is None:
+            self._write_open(None, txn)
+        else:
+            self._write_open(open_changes(self.tables[OPEN_TRACES.name], self.tables[TRACE_INFO.name], partials), txn)
+
+    def _write_open(self, changes: pl.DataFrame | None, txn: CommitProperties) -> None:
+        if changes is None or changes.is_empty():  # a MERGE of nothing commits nothing: the offsets alone
+            self._append(OPEN_TRACES.name, OPEN_TRACES.schema.empty_table(), txn)
+        else:
+            write_open(self.tables[OPEN_TRACES.name], changes, txn)
 
     def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:
         spec = TABLES[name]
