@@ -13,6 +13,7 @@ CRASH_POINTS = (
     "before_commit",  # decoded and buffered, nothing written
     "after_span_data",
     "after_trace_info",
+    "after_open_traces",
     "after_ingest_errors",
     "after_delta_commit",  # every table written, Kafka offsets not yet committed
     "after_offset_commit",

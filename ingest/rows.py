@@ -20,7 +20,7 @@ from spanlake.ingest.attribute_keys import Common, MLflow
 from spanlake.ingest.conventions import normalise, trace_tags
 from spanlake.ingest.otlp import Span
 from spanlake.tables.schemas import SPAN_DATA, STRING_MAP, TRACE_INFO
-from spanlake.tables.vocabulary import MODEL_CALL_TYPES
+from spanlake.tables.tokens import counts_tokens, is_model_call, token_sums
 
 PREVIEW_CHARS = 1000
 
@@ -131,25 +131,17 @@ class SpanRows:
             )
         )  # fmt: skip
         is_root = pl.col("parent_span_id").is_null()
-        is_call = pl.col("span_type").is_in(list(MODEL_CALL_TYPES))
-        # A model-call span wrapping another that reports usage (a framework's LLM span around
-        # the SDK's) describes the same call: only the innermost one's tokens count.
-        reports = pl.col("input_tokens").is_not_null() | pl.col("output_tokens").is_not_null()
-        wrapped = df.filter(is_call & reports).select("trace_id", span_id="parent_span_id").drop_nulls().unique()
-        df = df.join(wrapped.with_columns(wraps_call=pl.lit(True)), on=["trace_id", "span_id"], how="left")
-        counts_tokens = is_call & pl.col("wraps_call").is_null()
+        # Judged within the batch; trace_rollup corrects for the trace's spans in other batches.
+        df = df.with_columns(counts_tokens=counts_tokens(df))
 
         def root_first(name: str) -> pl.Expr:
             col = pl.col(name)
             return col.filter(is_root).drop_nulls().first().fill_null(col.drop_nulls().first())
 
-        def call_sum(name: str) -> pl.Expr:
-            col = pl.col(name).filter(counts_tokens)
-            return pl.when(col.is_not_null().any()).then(col.sum()).otherwise(None)
-
         has_root = is_root.any()
         root_error = pl.col("is_error").filter(is_root).first()
         traces = df.group_by("trace_id", maintain_order=True).agg(
+            *token_sums(pl.col("counts_tokens")),
             request_time=pl.col("start_time").min(),
             end_time=pl.col("end_time").max(),
             state=pl.when(has_root).then(pl.when(root_error).then(pl.lit("ERROR")).otherwise(pl.lit("OK")))
@@ -162,10 +154,7 @@ class SpanRows:
             session_id=root_first("session_id"),
             span_count=pl.len().cast(pl.Int64),
             error_count=pl.col("is_error").sum().cast(pl.Int64),
-            llm_call_count=is_call.sum().cast(pl.Int64),
-            input_tokens=call_sum("input_tokens"),
-            output_tokens=call_sum("output_tokens"),
-            total_tokens=call_sum("total_tokens"),
+            llm_call_count=is_model_call().sum().cast(pl.Int64),
             models=pl.col("model").drop_nulls().unique(maintain_order=True),
             request_preview=pl.col("inputs").filter(is_root).first().str.slice(0, PREVIEW_CHARS),
             response_preview=pl.col("outputs").filter(is_root).first().str.slice(0, PREVIEW_CHARS),

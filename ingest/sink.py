@@ -14,7 +14,8 @@ Invariants (see docs/DESIGN.md):
 - A message that cannot become rows, for whatever reason (decode, conventions, row building,
   Arrow conversion), is a dead letter with its stage, and the batch goes on; every row is built
   before the first commit. Only storage failures (and lost races) leave commit() as errors.
-Each batch writes span_data, trace_info (MERGE), ingest_errors and ingest_batches in that order.
+Each batch writes span_data, trace_info (MERGE), open_traces (trace_info's index of rows waiting
+for their root), ingest_errors and ingest_batches in that order.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from spanlake.ingest.faults import crash_if
 from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.rows import SpanRows, span_data_only
-from spanlake.ingest.trace_rollup import merge_traces
+from spanlake.ingest.trace_rollup import SpanLookup, all_open, merge_traces, open_changes, write_open
 from spanlake.tables.delta import (
     NO_CHECKPOINT,
     is_commit_conflict,
@@ -49,12 +50,20 @@ from spanlake.tables.delta import (
     table_uri,
     writer_properties,
 )  # fmt: skip
-from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TABLES, TRACE_INFO, TableSpec
+from spanlake.tables.schemas import (
+    INGEST_BATCHES,
+    INGEST_ERRORS,
+    OPEN_TRACES,
+    SPAN_DATA,
+    TABLES,
+    TRACE_INFO,
+    TableSpec,
+)  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 8
-SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, INGEST_ERRORS, INGEST_BATCHES)
+SINK_TABLES: tuple[TableSpec, ...] = (SPAN_DATA, TRACE_INFO, OPEN_TRACES, INGEST_ERRORS, INGEST_BATCHES)
 
 
 @dataclass
@@ -110,11 +119,22 @@ class DeltaSink:
             for p in partitions:
                 stored = stored_offset(table, self.group, self.topic, p)
                 self.expected[name][p] = -1 if stored is None else stored
+        self._adopt_open_traces(partitions)
         for p in partitions:
             lowest = min(self.expected[name][p] for name in self.tables)
             highest = max(self.expected[name][p] for name in self.tables)
             resume[p] = None if highest == -1 else lowest + 1
         return resume
+
+    def _adopt_open_traces(self, partitions: list[int]) -> None:
+        """open_traces holds nothing of a partition trace_info holds (a warehouse written before
+        open_traces existed, or a crash between the two first commits): list every IN_PROGRESS
+        row once, with trace_info's offsets, instead of re-reading the topic from its beginning."""
+        held = {p: self.expected[TRACE_INFO.name][p] for p in partitions}
+        adopt = {p: o for p, o in held.items() if o >= 0 and self.expected[OPEN_TRACES.name][p] < 0}
+        if adopt:
+            trace_info = self.tables[TRACE_INFO.name]
+            self._step(OPEN_TRACES.name, adopt, "", lambda txn: self._write_open(all_open(trace_info), txn))
 
     def holds_all_before(self, ends: Mapping[int, int]) -> bool:
         """True when every table holds every offset below `ends` ({partition: end offset})."""
@@ -209,17 +229,21 @@ class DeltaSink:
         # Every row is built before the first commit: a message that cannot become rows is a
         # dead letter, never a failure between two table commits that every restart repeats.
         spans, result.duplicates, partials = self._build(span_fresh, now)
+        trace_spans = spans
         if not _same(trace_fresh, span_fresh):  # only after a crash between the two commits
-            _, _, partials = self._build(trace_fresh, now)
+            trace_spans, _, partials = self._build(trace_fresh, now)
         self._step(SPAN_DATA.name, last_offsets, "after_span_data",
                    lambda txn: self._append(SPAN_DATA.name, span_data_only(spans), txn))  # fmt: skip
         result.spans = spans.num_rows
 
-        if partials is not None:
-            write_traces = lambda txn: merge_traces(self.tables[TRACE_INFO.name], partials, txn)  # noqa: E731
-        else:  # no spans: still record the offsets, so a restart does not re-read them
-            write_traces = lambda txn: self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)  # noqa: E731
+        write_traces = lambda txn: self._merge_traces(partials, trace_spans, txn)  # noqa: E731
         self._step(TRACE_INFO.name, last_offsets, "after_trace_info", write_traces)
+
+        open_fresh = self._fresh(OPEN_TRACES.name, decoded)
+        if not _same(open_fresh, trace_fresh):  # only after a crash between the two commits
+            _, _, partials = self._build(open_fresh, now)
+        write_open_traces = lambda txn: self._reconcile_open(partials, txn)  # noqa: E731
+        self._step(OPEN_TRACES.name, last_offsets, "after_open_traces", write_open_traces)
 
         letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
         self._step(INGEST_ERRORS.name, last_offsets, "after_ingest_errors",
@@ -230,6 +254,34 @@ class DeltaSink:
         self._step(INGEST_BATCHES.name, last_offsets, "after_delta_commit",
                    lambda txn: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
+
+    def _merge_traces(self, partials: pa.Table | None, spans: pa.Table, txn: CommitProperties) -> None:
+        if partials is None:  # no spans: still record the offsets, so a restart does not re-read them
+            self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)
+            return
+        trace_info = self.tables[TRACE_INFO.name]
+
+        def counted(found: pl.DataFrame) -> pl.Series:
+            # A stored span trace_info's snapshot holds: its message is at or below that
+            # partition's offset there (span_data commits first, so it may hold more).
+            held = {p: stored_offset(trace_info, self.group, self.topic, p) for p in found["partition"].unique()}
+            limit = pl.col("partition").replace_strict({p: -1 if o is None else o for p, o in held.items()})
+            return found.select((pl.col("topic") != self.topic) | (pl.col("offset") <= limit)).to_series()
+
+        lookup = SpanLookup(self.tables[SPAN_DATA.name], counted)
+        merge_traces(trace_info, self.tables[OPEN_TRACES.name], lookup, partials, spans, txn)
+
+    def _reconcile_open(self, partials: pa.Table | None, txn: CommitProperties) -> None:
+        if partials is None:
+            self._write_open(None, txn)
+        else:
+            self._write_open(open_changes(self.tables[OPEN_TRACES.name], self.tables[TRACE_INFO.name], partials), txn)
+
+    def _write_open(self, changes: pl.DataFrame | None, txn: CommitProperties) -> None:
+        if changes is None or changes.is_empty():  # a MERGE of nothing commits nothing: the offsets alone
+            self._append(OPEN_TRACES.name, OPEN_TRACES.schema.empty_table(), txn)
+        else:
+            write_open(self.tables[OPEN_TRACES.name], changes, txn)
 
     def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:
         spec = TABLES[name]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -200,17 +201,39 @@ def open_table(
     return table.version(), scan
 
 
-def _day_filter(days: tuple[dt.date | None, dt.date | None], *, extra_days: int = 0) -> list[pl.Expr]:
+def _day_filter(days: tuple[dt.date | None, dt.date | None]) -> list[pl.Expr]:
     lo, hi = days
     out = [pl.col("day") >= pl.lit(lo)] if lo else []
-    return out + ([pl.col("day") <= pl.lit(hi + extra_days * _ONE_DAY)] if hi else [])
+    return out + ([pl.col("day") <= pl.lit(hi)] if hi else [])
+
+
+def _span_days(table: DeltaTable, days: Days) -> Days:
+    """The days the spans of traces whose `day` is within `days` can start on: from that day to
+    the day of the latest end_time of those rows (a trace may last days), from the Delta log's
+    file statistics; no upper bound where a file has none."""
+    lo, hi = days
+    if hi is None:
+        return days
+    files = pa.table(table.get_add_actions(flatten=True))
+    if "max.end_time" not in files.column_names or "partition.day" not in files.column_names:
+        return lo, None
+    stats = pl.DataFrame(files.select(["partition.day", "max.end_time"])).filter(
+        pl.col("partition.day").is_between(lo or dt.date.min, hi)
+    )
+    if stats.is_empty():
+        return lo, hi
+    if stats["max.end_time"].null_count():
+        return lo, None
+    latest: dt.datetime = stats["max.end_time"].max()  # type: ignore[assignment]
+    return lo, max(hi, latest.date())
 
 
 def _filtered(
-    query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None, days: Days | None = None
+    query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None, table: DeltaTable, days: Days | None = None
 ) -> pl.LazyFrame:
     """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions.
-    `days` narrows the query's own day bounds (one step of a day-by-day walk)."""
+    `days` narrows the query's own day bounds (one step of a day-by-day walk); `table` is the
+    trace_info table `traces` reads."""
     days = query.days if days is None else days
     start, end = query.time_range
     preds = _day_filter(days)
@@ -220,9 +243,9 @@ def _filtered(
     span_preds = query.compiled.span_predicates
     if span_preds:
         assert spans is not None
-        # A trace's spans start on its day or later: the span side gets one extra day. They start
-        # at or after its request_time too, so a start bound carries over as is.
-        span_filter = [*_day_filter(days, extra_days=1), any_of(span_preds)]
+        # A trace's spans start at or after its request_time (a start bound carries over as is)
+        # and by its end_time, which can be days later.
+        span_filter = [*_day_filter(_span_days(table, days)), any_of(span_preds)]
         if start is not None:
             span_filter.append(pl.col("start_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start)))
         matched = (
@@ -420,11 +443,11 @@ def search_traces(
     descending = _walk_direction(query)
     windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else None
     if windows is None:
-        top = _top_keys(query, _filtered(query, traces, spans), cursor, limit)
+        top = _top_keys(query, _filtered(query, traces, spans, trace_table), cursor, limit)
     else:  # a few days at a time, in sort order, until the page is full
-        found = [_top_keys(query, _filtered(query, traces, spans), cursor, 0)]  # no rows: the schema
+        found = [_top_keys(query, _filtered(query, traces, spans, trace_table), cursor, 0)]  # no rows: the schema
         for window in windows:
-            found.append(_top_keys(query, _filtered(query, traces, spans, window), cursor, limit))
+            found.append(_top_keys(query, _filtered(query, traces, spans, trace_table, window), cursor, limit))
             limit -= found[-1].height
             if limit <= 0:
                 break
@@ -460,11 +483,11 @@ def scan_traces(
     """
     warehouse, options = warehouse_location(warehouse, storage_options)
     query = _build_query(filter_string, None, start_time, end_time)
-    _, traces = open_table("trace_info", warehouse, options)
+    table, traces = open_delta("trace_info", warehouse, options)
     spans = None
     if query.compiled.span_predicates or include_spans:
         spans = open_table("span_data", warehouse, options)[1]
-    selected = _filtered(query, traces, spans)
+    selected = _filtered(query, traces, spans, table)
     if not include_spans:
         return selected
     assert spans is not None

@@ -52,8 +52,8 @@ class Settings(BaseSettings):
         10_000, ge=6_000, description="Consumer-group session timeout: how soon a crashed ingest process's partitions move."
     )
     crash_at: Literal[
-        "", "before_commit", "after_span_data", "after_trace_info", "after_ingest_errors", "after_delta_commit",
-        "after_offset_commit",
+        "", "before_commit", "after_span_data", "after_trace_info", "after_open_traces", "after_ingest_errors",
+        "after_delta_commit", "after_offset_commit",
     ] = Field(  # keep in step with spanlake.ingest.faults.CRASH_POINTS
         "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
     )

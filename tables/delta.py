@@ -43,8 +43,17 @@ def is_commit_conflict(exc: Exception) -> bool:
     return isinstance(exc, CommitFailedError) or any(w in str(exc).lower() for w in ("conflict", "concurrent"))
 
 
+def table_properties(spec: TableSpec) -> dict[str, str]:
+    """The Delta table properties a spec asks for."""
+    properties = {"delta.appendOnly": "false"}
+    if spec.target_file_bytes:
+        properties["delta.targetFileSize"] = str(spec.target_file_bytes)
+    return properties
+
+
 def open_or_create(uri: str, spec: TableSpec, storage_options: Mapping[str, str] | None = None) -> DeltaTable:
-    """The table at `uri`, checked against (and migrated to) its spec; created empty when missing."""
+    """The table at `uri`, checked against (and migrated to) its spec and its table properties;
+    created empty when missing."""
     options = dict(storage_options or {})
     try:
         table = DeltaTable(uri, storage_options=options)
@@ -56,9 +65,15 @@ def open_or_create(uri: str, spec: TableSpec, storage_options: Mapping[str, str]
             name=spec.name,
             mode="ignore",  # another process may create it at the same moment
             storage_options=options,
-            configuration={"delta.appendOnly": "false"},
+            configuration=table_properties(spec),
         )
     migrate(table, spec, uri)
+    missing = {k: v for k, v in table_properties(spec).items() if table.metadata().configuration.get(k) != v}
+    if missing:
+        try:
+            table.alter.set_table_properties(missing)
+        except DeltaError:  # another process set them at the same moment
+            table.update_incremental()
     return table
 
 
@@ -111,7 +126,6 @@ def _add_columns(table: DeltaTable, spec: TableSpec, missing: list[pa.Field]) ->
         commit_properties=CommitProperties(custom_metadata={"spanlake.schema_version": str(spec.version)}),
         post_commithook_properties=NO_CHECKPOINT,
     )
-
 
 def offset_app_id(group: str, topic: str, partition: int) -> str:
     return f"spanlake:{group}:{topic}:{partition}"

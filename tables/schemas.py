@@ -33,6 +33,9 @@ class TableSpec:
     # Parquet row groups this small let readers skip most of a sorted day by statistics, and
     # decode little to read one row back (bench/QUERY_RESULTS.md measured 8k-16k vs 64k rows).
     row_group_rows: int = 16_384
+    # delta.targetFileSize: the size at which writers (MERGE included) start a new file; None
+    # leaves delta-rs' default (100 MB).
+    target_file_bytes: int | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -125,6 +128,19 @@ TRACE_INFO = TableSpec(
         _c("day", pa.date32(), "UTC date of request_time (partition column).", False),
     ),
     row_group_rows=8_192,  # narrow rows, read back one page at a time
+    # A MERGE rewrites every file holding a row it updates, together with its new rows, as one
+    # output: unbounded, the file holding the latest rows would grow into the whole day and be
+    # rewritten by every batch. Small files keep a batch's rewrite small (docs/DESIGN.md).
+    target_file_bytes=1 << 20,
+)
+
+OPEN_TRACES = TableSpec(
+    name="open_traces",
+    columns=(
+        _c("trace_id", pa.string(), "A trace whose trace_info row has no root span yet (IN_PROGRESS).", False),
+        _c("request_time", TIMESTAMP, "That row's request_time: where ingest finds it when more spans arrive.", False),
+        _c("day", pa.date32(), "That row's day (partition column).", False),
+    ),
 )
 
 INGEST_ERRORS = TableSpec(
@@ -164,7 +180,9 @@ INGEST_BATCHES = TableSpec(
     ),
 )
 
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (SPAN_DATA, TRACE_INFO, INGEST_ERRORS, INGEST_BATCHES)}
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (SPAN_DATA, TRACE_INFO, OPEN_TRACES, INGEST_ERRORS, INGEST_BATCHES)
+}
 
 
 def spec(name: str) -> TableSpec:

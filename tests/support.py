@@ -103,7 +103,8 @@ def span_count(settings: Settings) -> int:
 
 
 def assert_exact(settings: Settings, spans: list) -> None:
-    """span_data holds exactly `spans` (SDK spans), trace_info one row per trace with its count."""
+    """span_data holds exactly `spans` (SDK spans), trace_info exactly one row per trace with its
+    count, and open_traces no trace (every trace here has its root)."""
     stored = read(settings, "span_data")
     assert stored.height == len(spans)
     assert sorted(stored["span_id"]) == sorted(f"{s.context.span_id:016x}" for s in spans)
@@ -112,7 +113,10 @@ def assert_exact(settings: Settings, spans: list) -> None:
     for s in spans:
         key = f"{s.context.trace_id:032x}"
         expected[key] = expected.get(key, 0) + 1
-    assert dict(zip(traces["trace_id"], traces["span_count"])) == expected
+    repeated = traces.filter(pl.col("trace_id").is_duplicated())["trace_id"].unique().to_list()
+    assert not repeated, f"{len(repeated)} traces have more than one trace_info row, e.g. {repeated[:3]}"
+    assert dict(zip(traces["trace_id"], traces["span_count"], strict=True)) == expected
+    assert read(settings, "open_traces").is_empty()
 
 
 def read(settings: Settings, table: str) -> pl.DataFrame:
