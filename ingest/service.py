@@ -152,6 +152,8 @@ class SpanIngestor:
                     break
             self.flush()
         finally:
+            if self.maintenance:
+                self.maintenance.stop()
             if gc_was_enabled:
                 gc.enable()
             self.consumer.close(autocommit=False)
