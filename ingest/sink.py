@@ -37,7 +37,14 @@ from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.rows import SpanRows, span_data_only
 from spanlake.ingest.trace_rollup import merge_traces
-from spanlake.tables.delta import NO_CHECKPOINT, offset_commit, open_or_create, stored_offset, writer_properties
+from spanlake.tables.delta import (
+    NO_CHECKPOINT,
+    check_warehouse,
+    offset_commit,
+    open_or_create,
+    stored_offset,
+    writer_properties,
+)
 from spanlake.tables.schemas import INGEST_BATCHES, INGEST_ERRORS, SPAN_DATA, TABLES, TRACE_INFO, TableSpec
 
 logger = logging.getLogger(__name__)
@@ -96,7 +103,7 @@ class DeltaSink:
         for name, table in self.tables.items():
             table.update_incremental()
             for p in partitions:
-                stored = stored_offset(table, self.group, self.topic, p)
+                stored = self._stored(table, p)
                 self.expected[name][p] = -1 if stored is None else stored
         for p in partitions:
             lowest = min(self.expected[name][p] for name in self.tables)
@@ -109,10 +116,14 @@ class DeltaSink:
         for table in self.tables.values():
             table.update_incremental()
             for p, end in ends.items():
-                stored = stored_offset(table, self.group, self.topic, p)
+                stored = self._stored(table, p)
                 if end > 0 and (stored is None or stored + 1 < end):
                     return False
         return True
+
+    def _stored(self, table: DeltaTable, partition: int) -> int | None:
+        # The warehouse's offsets, whatever group wrote them (this group's legacy id as fallback).
+        return stored_offset(table, self.topic, partition, legacy_group=self.group)
 
     def forget(self, partitions: Iterable[int]) -> None:
         for offsets in self.expected.values():
@@ -124,7 +135,7 @@ class DeltaSink:
         Raises CommitConflict when another writer moved its offsets for our partitions."""
         table = self.tables[name]
         table.update_incremental()
-        stored = {p: stored_offset(table, self.group, self.topic, p) for p in last_offsets}
+        stored = {p: self._stored(table, p) for p in last_offsets}
         stored = {p: -1 if o is None else o for p, o in stored.items()}
         if stored == dict(last_offsets):
             return True
@@ -155,7 +166,7 @@ class DeltaSink:
     def _write_with_retries(
         self, name: str, target: Mapping[int, int], write: Callable[[CommitProperties], None]
     ) -> None:
-        txn = offset_commit(self.group, self.topic, target)
+        txn = offset_commit(self.topic, target)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             if self._holds(name, target):
                 break
