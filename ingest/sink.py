@@ -86,6 +86,7 @@ class DeltaSink:
         self.topic = topic
         self.encoding: Encoding = encoding
         self.crash_at = crash_at
+        check_warehouse(warehouse)
         self.tables: dict[str, DeltaTable] = {
             spec.name: open_or_create(f"{warehouse.rstrip('/')}/{spec.name}", spec, storage_options)
             for spec in SINK_TABLES
