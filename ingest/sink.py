@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 import pyarrow as pa
@@ -229,10 +229,19 @@ class DeltaSink:
                    lambda txn: self._append(INGEST_ERRORS.name, letters.table(now), txn))  # fmt: skip
         result.dead_letters = len(letters)
 
-        log = batch_log_row(self.group, self.topic, decoded, result, lag, time.monotonic() - started)
+        # The log row counts what the batch's records brought, also when an earlier attempt
+        # already stored them (a replay after a crash skips the span_data and ingest_errors steps).
+        logged = self._fresh(INGEST_BATCHES.name, decoded)
+        counts = replace(result, messages=len(logged)) if _same(logged, span_fresh) else self._counts(logged, now)
+        log = batch_log_row(self.group, self.topic, logged, counts, lag, time.monotonic() - started)
         self._step(INGEST_BATCHES.name, last_offsets, "after_delta_commit",
                    lambda txn: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
+
+    def _counts(self, decoded: list[Decoded], now: dt.datetime) -> BatchResult:
+        """What these records put into the tables, whichever attempt wrote them."""
+        spans, duplicates = self._without_stored(self._span_rows(decoded).table(now))
+        return BatchResult(len(decoded), spans.num_rows, len(self._dead_letters(decoded)), duplicates)
 
     def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:
         spec = TABLES[name]
