@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean
 
+# pip -qq: a single -q still prints the build backend's warnings.
 $(STAMP): pyproject.toml $(wildcard native/Cargo.* native/pyproject.toml native/src/*.rs)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	@if command -v cargo >/dev/null; then echo "$(BIN)/pip install --quiet ./native"; $(BIN)/pip install --quiet ./native; \
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -e '.[dev]'
+	@if command -v cargo >/dev/null; then echo "$(BIN)/pip install -qq ./native"; $(BIN)/pip install -qq ./native; \
 	else echo "cargo not found: spanlake_native is not built, the pure-Python OTLP decoder will be used"; fi
 	touch $(STAMP)
 
