@@ -11,12 +11,12 @@ NATIVE_STAMP := $(VENV)/.native
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install -qq --upgrade pip
 
 # Strict editable install: a link tree type checkers can follow. It links the files that exist,
 # so the package folders are prerequisites: adding or removing a module re-runs the install.
 $(STAMP): pyproject.toml $(PACKAGE_DIRS) | $(VENV)/bin/python
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -qq -e '.[dev]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
 $(NATIVE_STAMP): $(wildcard native/Cargo.* native/pyproject.toml native/src/*.rs) | $(VENV)/bin/python

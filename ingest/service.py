@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -40,17 +41,22 @@ class IngestStats:
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """Records what the group coordinator decided; the run loop acts on it (`apply_rebalance`).
+
+    kafka-python calls these on its IO thread, where blocking (reading Delta logs to find
+    where to resume) would stall heartbeats and fetches, so they only note the change."""
+
     def __init__(self, ingestor: SpanIngestor) -> None:
         self.ingestor = ingestor
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.ingestor.drop(revoked)
+        self.ingestor.note_rebalance("revoked", revoked)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.ingestor.seek_to_stored(assigned)
+        self.ingestor.note_rebalance("assigned", assigned)
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
-        self.ingestor.drop(lost)
+        self.ingestor.note_rebalance("revoked", lost)
 
 
 class SpanIngestor:
@@ -71,57 +77,78 @@ class SpanIngestor:
         self.stop_requested = threading.Event()
         self.crash_at = crash_at
         self.kafka_errors = 0  # consecutive failed polls
-        self.sink = DeltaSink(
-            settings.warehouse,
-            group=settings.group,
-            topic=settings.topic,
-            encoding=settings.encoding,
-            storage_options=settings.storage_options,
-            crash_at=crash_at,
-            masker=Masker.from_settings(settings.mask, settings.mask_rules, settings.mask_dead_letters),
-        )
+        # Kafka first: a wrong address or topic must fail fast and leave no tables behind.
+        self.consumer = connect(settings)
+        try:
+            self.sink = DeltaSink(
+                settings.warehouse,
+                group=settings.group,
+                topic=settings.topic,
+                encoding=settings.encoding,
+                storage_options=settings.storage_options,
+                crash_at=crash_at,
+                masker=Masker.from_settings(settings.mask, settings.mask_rules, settings.mask_dead_letters),
+            )
+        except BaseException:
+            self.consumer.close(autocommit=False)
+            raise
         self.maintenance = MaintenanceSchedule(settings) if settings.maintenance_interval_seconds else None
-        self.buffer: list[Decoded] = []
-        self.buffer_lock = threading.Lock()
+        self.buffer: list[Decoded] = []  # touched by the run loop's thread only
+        self.rebalances: list[tuple[str, set[TopicPartition]]] = []  # noted on kafka-python's IO thread
+        self.rebalance_lock = threading.Lock()
         self.buffer_spans = 0
         self.buffer_bytes = 0
         self.buffer_started = 0.0
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
-            group_id=settings.group,
-            client_id=f"spanlake-ingest-{settings.group}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_poll_records=5000,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.session_timeout_ms // 4,
-        )
 
-    # --- rebalance callbacks ------------------------------------------------------------
+    # --- rebalances ---------------------------------------------------------------------
+
+    def note_rebalance(self, kind: Literal["revoked", "assigned"], partitions: set[TopicPartition]) -> None:
+        """Called on kafka-python's IO thread: queue the change for the run loop."""
+        with self.rebalance_lock:
+            self.rebalances.append((kind, set(partitions)))
+
+    def apply_rebalance(self) -> set[int]:
+        """A step of the run loop: act on the changes noted since the last call, in order.
+        Returns the partitions that were just positioned; records of theirs that the same
+        poll returned were fetched from wherever Kafka had them, not from what Delta holds."""
+        with self.rebalance_lock:
+            changes, self.rebalances = self.rebalances, []
+        positioned: set[int] = set()
+        for kind, partitions in changes:
+            if kind == "revoked":
+                self.drop(partitions)
+                positioned -= {tp.partition for tp in partitions}
+            else:
+                # A later rebalance may already have taken some of them away again.
+                owned = partitions & self.consumer.assignment()
+                self.seek_to_stored(owned)
+                positioned |= {tp.partition for tp in owned}
+        return positioned
 
     def drop(self, partitions: set[TopicPartition]) -> None:
-        """Forget buffered records of partitions we no longer own; their next owner re-reads them."""
+        """Forget buffered records of these partitions; whoever reads them next re-reads them."""
         gone = {tp.partition for tp in partitions}
-        with self.buffer_lock:  # rebalance callbacks run on kafka-python's IO thread
-            self.buffer = [d for d in self.buffer if d.record.partition not in gone]
-            self.buffer_spans = sum(len(d.spans) for d in self.buffer)
-            self.buffer_bytes = sum(len(d.record.value or b"") for d in self.buffer)
+        self.buffer = [d for d in self.buffer if d.record.partition not in gone]
+        self.buffer_spans = sum(len(d.spans) for d in self.buffer)
+        self.buffer_bytes = sum(len(d.record.value or b"") for d in self.buffer)
         self.sink.forget(gone)
 
     def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
         """Resume each partition right after the lowest offset any table holds."""
+        # Whatever is buffered for them was read from a position Delta did not choose.
+        self.drop(partitions)
         resume = self.sink.load_offsets(tp.partition for tp in partitions)
         for tp in partitions:
             offset = resume[tp.partition]
             # Delta is the truth: a partition no table holds anything of is read from its start,
             # whatever the group committed (and whatever this process had already fetched).
-            # Runs on kafka-python's IO thread, so only non-blocking consumer calls here.
-            if offset is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
+            try:
+                if offset is None:
+                    self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, offset)
+            except ValueError:  # revoked meanwhile (kafka-python: "Unassigned partition"): noted next
+                continue
             logger.info("assigned %s:%d, resuming at %s", tp.topic, tp.partition, offset or "its beginning")
 
     # --- the loop -----------------------------------------------------------------------
@@ -134,8 +161,6 @@ class SpanIngestor:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         gc.freeze()  # start-up objects (modules, classes) are never garbage: skip them for good
-        if self.consumer.partitions_for_topic(self.settings.topic) is None:
-            raise SpanlakeError(f"topic {self.settings.topic!r} does not exist on {self.settings.bootstrap_servers}")
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         try:
             while not self.stop_requested.is_set():
@@ -152,6 +177,8 @@ class SpanIngestor:
                     break
             self.flush()
         finally:
+            if self.maintenance:
+                self.maintenance.stop()
             if gc_was_enabled:
                 gc.enable()
             self.consumer.close(autocommit=False)
@@ -162,15 +189,17 @@ class SpanIngestor:
     def poll(self) -> int:
         batches = self.consumer.poll(timeout_ms=200, max_records=5000)
         self.kafka_errors = 0
+        positioned = self.apply_rebalance()
         count = 0
-        for records in batches.values():
+        for tp, records in batches.items():
+            if tp.partition in positioned:
+                continue  # fetched before the seek to what Delta holds: it is read again from there
             decoded = self.sink.decode(records)  # decoding here lets the batch be sized in spans
-            with self.buffer_lock:
-                if not self.buffer:
-                    self.buffer_started = time.monotonic()
-                self.buffer.extend(decoded)
-                self.buffer_spans += sum(len(d.spans) for d in decoded)
-                self.buffer_bytes += sum(len(r.value or b"") for r in records)
+            if not self.buffer:
+                self.buffer_started = time.monotonic()
+            self.buffer.extend(decoded)
+            self.buffer_spans += sum(len(d.spans) for d in decoded)
+            self.buffer_bytes += sum(len(r.value or b"") for r in records)
             count += len(records)
         return count
 
@@ -193,7 +222,6 @@ class SpanIngestor:
             except CommitConflict as exc:
                 logger.warning("%s; re-reading from what Delta holds", exc)
                 self.stats.resets += 1
-                self.drop(self.consumer.assignment())
                 self.seek_to_stored(self.consumer.assignment())
                 return
             self.after_commit(batch, result)
@@ -203,18 +231,18 @@ class SpanIngestor:
             gc.collect(2 if self.stats.batches % 50 == 0 else 1)
 
     def take_batch(self) -> list[Decoded]:
-        with self.buffer_lock:
-            spans = nbytes = 0
-            for i, d in enumerate(self.buffer):
-                spans += len(d.spans)
-                nbytes += len(d.record.value or b"")
-                if spans >= self.settings.flush_spans or nbytes >= self.settings.flush_bytes:
-                    break
-            batch, self.buffer = self.buffer[: i + 1], self.buffer[i + 1 :]
-            self.buffer_spans -= spans
-            self.buffer_bytes -= nbytes
-            self.buffer_started = time.monotonic()
-            return batch
+        spans = nbytes = taken = 0
+        for d in self.buffer:
+            spans += len(d.spans)
+            nbytes += len(d.record.value or b"")
+            taken += 1
+            if spans >= self.settings.flush_spans or nbytes >= self.settings.flush_bytes:
+                break
+        batch, self.buffer = self.buffer[:taken], self.buffer[taken:]
+        self.buffer_spans -= spans
+        self.buffer_bytes -= nbytes
+        self.buffer_started = time.monotonic()
+        return batch
 
     def after_commit(self, batch: list[Decoded], result: BatchResult) -> None:
         self.commit_offsets(batch)
@@ -260,7 +288,7 @@ class SpanIngestor:
         """The warehouse holds the whole topic as of now: every partition, whoever ingested it.
         (Not just this process's partitions: a SIGKILLed group member holds its partitions
         until its session times out, and a batch run must not stop short of them.)"""
-        if self.buffer:
+        if self.buffer or self.rebalances:
             return False
         partitions = self.consumer.partitions_for_topic(self.settings.topic) or set()
         ends = self.consumer.end_offsets([TopicPartition(self.settings.topic, p) for p in partitions])
@@ -274,3 +302,45 @@ class SpanIngestor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: self.stop_requested.set())
         return previous
+
+
+def connect(settings: Settings) -> KafkaConsumer:
+    """A consumer of `settings.topic`, once the broker answered and the topic exists; else one
+    clear error within `connect_timeout_seconds`, having created nothing."""
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            group_id=settings.group,
+            client_id=f"spanlake-ingest-{settings.group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # Brokers auto-create a topic that a metadata request names (their default), so a typo
+            # in --topic would create it and "ingest" nothing, successfully. kafka-python 3.0.12
+            # does not forward this flag to its metadata requests: the existence check below,
+            # made before subscribing, is what keeps the typo from creating anything.
+            allow_auto_create_topics=False,
+            bootstrap_timeout_ms=int(settings.connect_timeout_seconds * 1000),
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_poll_records=5000,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.session_timeout_ms // 4,
+        )
+    except KafkaError:
+        raise SpanlakeError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.connect_timeout_seconds:g}s: "
+            "is the broker running, and is that its address? (SPANLAKE_BOOTSTRAP_SERVERS, "
+            "SPANLAKE_CONNECT_TIMEOUT_SECONDS)"
+        ) from None
+    try:
+        exists = bool(consumer.partitions_for_topic(settings.topic))  # an empty set when it does not exist
+    except KafkaError as exc:
+        consumer.close(autocommit=False)
+        raise SpanlakeError(f"cannot read topic metadata from Kafka at {settings.bootstrap_servers}: {exc}") from None
+    if not exists:
+        consumer.close(autocommit=False)
+        raise SpanlakeError(
+            f"topic {settings.topic!r} does not exist on {settings.bootstrap_servers}; nothing was created "
+            "(check SPANLAKE_TOPIC / --topic, or create it: `spanlake generate` does)"
+        )
+    return consumer

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 import pyarrow as pa
@@ -43,6 +43,7 @@ from spanlake.ingest.rows import SpanRows, span_data_only
 from spanlake.ingest.trace_rollup import SpanLookup, all_open, merge_traces, open_changes, write_open
 from spanlake.tables.delta import (
     NO_CHECKPOINT,
+    check_warehouse,
     is_commit_conflict,
     offset_commit,
     open_or_create,
@@ -100,6 +101,7 @@ class DeltaSink:
         self.topic = topic
         self.encoding: Encoding = encoding
         self.crash_at = crash_at
+        check_warehouse(warehouse)
         self.tables: dict[str, DeltaTable] = {
             spec.name: open_or_create(table_uri(warehouse, spec.name), spec, storage_options)
             for spec in SINK_TABLES
@@ -117,7 +119,7 @@ class DeltaSink:
         for name, table in self.tables.items():
             table.update_incremental()
             for p in partitions:
-                stored = stored_offset(table, self.group, self.topic, p)
+                stored = self._stored(table, p)
                 self.expected[name][p] = -1 if stored is None else stored
         self._adopt_open_traces(partitions)
         for p in partitions:
@@ -141,10 +143,14 @@ class DeltaSink:
         for table in self.tables.values():
             table.update_incremental()
             for p, end in ends.items():
-                stored = stored_offset(table, self.group, self.topic, p)
+                stored = self._stored(table, p)
                 if end > 0 and (stored is None or stored + 1 < end):
                     return False
         return True
+
+    def _stored(self, table: DeltaTable, partition: int) -> int | None:
+        # The warehouse's offsets, whatever group wrote them (this group's legacy id as fallback).
+        return stored_offset(table, self.topic, partition, legacy_group=self.group)
 
     def forget(self, partitions: Iterable[int]) -> None:
         for offsets in self.expected.values():
@@ -156,7 +162,7 @@ class DeltaSink:
         Raises CommitConflict when another writer moved its offsets for our partitions."""
         table = self.tables[name]
         table.update_incremental()
-        stored = {p: stored_offset(table, self.group, self.topic, p) for p in last_offsets}
+        stored = {p: self._stored(table, p) for p in last_offsets}
         stored = {p: -1 if o is None else o for p, o in stored.items()}
         if stored == dict(last_offsets):
             return True
@@ -187,7 +193,7 @@ class DeltaSink:
     def _write_with_retries(
         self, name: str, target: Mapping[int, int], write: Callable[[CommitProperties], None]
     ) -> None:
-        txn = offset_commit(self.group, self.topic, target)
+        txn = offset_commit(self.topic, target)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             if self._holds(name, target):
                 break
@@ -250,7 +256,11 @@ class DeltaSink:
                    lambda txn: self._append(INGEST_ERRORS.name, letters.table(now), txn))  # fmt: skip
         result.dead_letters = len(letters)
 
-        log = batch_log_row(self.group, self.topic, decoded, result, lag, time.monotonic() - started)
+        # The log row counts what the batch's records brought, also when an earlier attempt
+        # already stored them (a replay after a crash skips the span_data and ingest_errors steps).
+        logged = self._fresh(INGEST_BATCHES.name, decoded)
+        counts = replace(result, messages=len(logged)) if _same(logged, span_fresh) else self._counts(logged, now)
+        log = batch_log_row(self.group, self.topic, logged, counts, lag, time.monotonic() - started)
         self._step(INGEST_BATCHES.name, last_offsets, "after_delta_commit",
                    lambda txn: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
@@ -264,7 +274,7 @@ class DeltaSink:
         def counted(found: pl.DataFrame) -> pl.Series:
             # A stored span trace_info's snapshot holds: its message is at or below that
             # partition's offset there (span_data commits first, so it may hold more).
-            held = {p: stored_offset(trace_info, self.group, self.topic, p) for p in found["partition"].unique()}
+            held = {p: self._stored(trace_info, p) for p in found["partition"].unique()}
             limit = pl.col("partition").replace_strict({p: -1 if o is None else o for p, o in held.items()})
             return found.select((pl.col("topic") != self.topic) | (pl.col("offset") <= limit)).to_series()
 
@@ -282,6 +292,10 @@ class DeltaSink:
             self._append(OPEN_TRACES.name, OPEN_TRACES.schema.empty_table(), txn)
         else:
             write_open(self.tables[OPEN_TRACES.name], changes, txn)
+    def _counts(self, decoded: list[Decoded], now: dt.datetime) -> BatchResult:
+        """What these records put into the tables, whichever attempt wrote them."""
+        spans, duplicates = self._without_stored(self._span_rows(decoded).table(now))
+        return BatchResult(len(decoded), spans.num_rows, len(self._dead_letters(decoded)), duplicates)
 
     def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:
         spec = TABLES[name]

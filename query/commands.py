@@ -97,12 +97,28 @@ def search(
         start_time=_time_arg(start_time), end_time=_time_arg(end_time),
         warehouse=settings.warehouse, storage_options=settings.storage_options,
     )  # fmt: skip
+    if page.frame.is_empty():
+        # A bare table header says nothing; machine formats stay parseable and get the line on stderr.
+        click.echo(_no_match(filter_string, start_time, end_time, page_token, settings.warehouse), err=fmt != "table")
+        if fmt == "table":
+            return
     if fmt == "json":
         click.echo(_dumps({"traces": page.frame.to_dicts(), "next_page_token": page.next_page_token}, indent=2))
         return
     click.echo(_csv(page.frame) if fmt == "csv" else _table(page.frame), nl=fmt != "csv")
     if page.next_page_token:
         click.echo(f"more traces: --page-token {page.next_page_token}", err=True)
+
+
+def _no_match(
+    filter_string: str | None, start_time: str | None, end_time: str | None, page_token: str | None, warehouse: str
+) -> str:
+    if page_token:
+        return "no more traces: that was the last page"
+    what = f"no traces match {filter_string!r}" if filter_string else "no traces"
+    if start_time or end_time:
+        what += f" between {start_time or 'the first trace'} and {end_time or 'now'}"
+    return f"{what} in {warehouse}"
 
 
 def _time_arg(value: str | None) -> str | int | None:

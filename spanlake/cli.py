@@ -4,12 +4,15 @@ flags) and passes plain values down. Errors print as one line; --debug shows the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import shutil
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -18,6 +21,9 @@ from spanlake.errors import SpanlakeError
 from spanlake.query.commands import traces  # click only: importing it stays cheap
 from spanlake.settings import Settings
 from spanlake.tables.schemas import spec
+
+if TYPE_CHECKING:
+    from spanlake.ingest.service import IngestStats
 
 DEFAULT_BROKER_DIR = Path(".spanlake/kafka")
 
@@ -84,7 +90,43 @@ def cli(ctx: click.Context, debug: bool) -> None:
         stream=sys.stderr,
     )
     if not debug:
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+        # kafka-python warns about every transient state (NotCoordinatorError while a fresh
+        # broker elects group coordinators, slow IO-loop tasks); spanlake reports what matters.
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_kafka() -> Iterator[None]:
+    """While connecting, kafka-python logs every failed attempt; the one error raised says it all."""
+    kafka_logger = logging.getLogger("kafka")
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (ctx.find_root().obj or {}).get("debug"):
+        yield
+        return
+    level = kafka_logger.level
+    kafka_logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        kafka_logger.setLevel(level)
+
+
+def spanlake_command() -> str:
+    """How to run spanlake again from here: `spanlake` when on PATH, else its real path."""
+    script = Path(sys.executable).parent / "spanlake"
+    on_path = shutil.which("spanlake")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "spanlake"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _warehouse_flag(settings: Settings) -> str:
+    """The --warehouse flag a next command needs to find these tables ("" for the default)."""
+    default = settings.warehouse == Settings.model_fields["warehouse"].default
+    return "" if default else f" --warehouse {settings.warehouse}"
 
 
 # --- broker -----------------------------------------------------------------------------
@@ -205,22 +247,28 @@ def ingest(settings: Settings, group: str | None, until_idle: bool) -> None:
     run_ingest(settings, until_idle=until_idle)
 
 
-def run_ingest(settings: Settings, *, until_idle: bool) -> None:
+def run_ingest(settings: Settings, *, until_idle: bool) -> tuple[IngestStats, float]:
+    """Ingest and say what happened; returns the stats and the seconds it took."""
     from spanlake.ingest.service import SpanIngestor
 
-    ingestor = SpanIngestor(
-        settings,
-        until_idle=until_idle,
-        crash_at=settings.crash_at or None,
-        on_batch=lambda r, s: click.echo(
-            f"committed {r.spans} spans from {r.messages} messages ({r.dead_letters} dead letters); "
-            f"total {s.spans} spans",
-            err=True,
-        ),
-    )
+    started = time.monotonic()
+    with quiet_kafka():
+        ingestor = SpanIngestor(
+            settings,
+            until_idle=until_idle,
+            crash_at=settings.crash_at or None,
+            on_batch=lambda r, s: click.echo(
+                f"committed {r.spans} spans from {r.messages} messages ({r.dead_letters} dead letters); "
+                f"total {s.spans} spans",
+                err=True,
+            ),
+        )
     stats = ingestor.run()
+    seconds = time.monotonic() - started
     click.echo(f"ingested {stats.spans} spans from {stats.messages} messages in {stats.batches} batches "
-               f"({stats.dead_letters} dead letters) into {settings.warehouse}")  # fmt: skip
+               f"({stats.dead_letters} dead letters) into {settings.warehouse} in {seconds:.1f}s; "
+               f"search them with: {spanlake_command()} traces search{_warehouse_flag(settings)}")  # fmt: skip
+    return stats, seconds
 
 
 @cli.command()
@@ -257,19 +305,37 @@ def demo(settings: Settings, traces: int, port: int) -> None:
     from spanlake.broker import start_broker
     from spanlake.tables.delta import table_uri
 
+    started = time.monotonic()
     click.echo(f"1/3 starting the local Kafka broker on port {port} (first run fetches Kafka with Maven) ...", err=True)
     info = start_broker(port=port, data_dir=DEFAULT_BROKER_DIR, cache_dir=settings.cache_dir)
     settings = settings.model_copy(update={"bootstrap_servers": info.bootstrap_servers})
     click.echo(f"2/3 producing {traces} traces through KafkaSpanExporter ...", err=True)
     run_workload(settings, traces=traces, rate=None, seed=0, partitions=3, encoding="otlp_proto")
     click.echo("3/3 ingesting into Delta ...", err=True)
-    run_ingest(settings, until_idle=True)
+    stats, seconds = run_ingest(settings, until_idle=True)
+    command, where = spanlake_command(), _warehouse_flag(settings)
+    failed = _a_failed_trace(settings) or "TRACE_ID"
     click.echo(
-        "\nThe tables are plain Delta. Try:\n"
+        f"\nDone in {time.monotonic() - started:.0f}s: {stats.spans} spans of {traces} traces ingested in "
+        f"{seconds:.1f}s ({stats.spans / max(seconds, 1e-9):,.0f} spans/s), {stats.dead_letters} dead letters.\n"
+        f"The data is in {settings.warehouse} (Delta tables span_data, trace_info, ingest_errors, ingest_batches).\n"
+        "Next:\n"
+        f"  {command} traces search \"trace.status = 'ERROR'\" --limit 5{where}    (failed traces)\n"
+        f"  {command} traces get {failed}{where}    (one of them as a span tree)\n"
         f"  {sys.executable} -c \"import polars as pl; "
         f"print(pl.read_delta('{table_uri(settings.warehouse, 'trace_info')}').group_by('service_name', 'state').len())\"\n"
-        f"The broker keeps running; stop it with: spanlake broker stop"
+        f"The broker keeps running (bootstrap servers {info.bootstrap_servers}); stop it with: {command} broker stop"
     )
+
+
+def _a_failed_trace(settings: Settings) -> str | None:
+    import polars as pl
+
+    from spanlake.tables import scan
+
+    ids = scan("trace_info", warehouse=settings.warehouse, storage_options=settings.storage_options)
+    first = ids.filter(pl.col("state") == "ERROR").select("trace_id").head(1).collect()
+    return first.item() if first.height else None
 
 
 cli.add_command(traces)

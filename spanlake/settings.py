@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         '{"AWS_ENDPOINT_URL": "http://localhost:9000", "aws_conditional_put": "etag"}.',
     )
     bootstrap_servers: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated.")
+    connect_timeout_seconds: float = Field(
+        5, gt=0, description="How long ingest waits for the Kafka broker to answer at start-up before giving up."
+    )
     topic: str = Field("otlp_spans", description="Topic of OTLP trace requests (the Collector's default).")
     group: str = Field("spanlake-ingest", description="Consumer group of the ingest service.")
     encoding: Encoding = Field("otlp_proto", description="Encoding assumed when a message has no content-type header.")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from spanlake.errors import TableError
 from spanlake.tables.delta import table_uri
@@ -36,7 +38,14 @@ def scan(
         warehouse = settings.warehouse
         storage_options = storage_options if storage_options is not None else settings.storage_options
     uri = table_uri(warehouse, name)
+    # Opened here, not by Polars: its scan is lazy, and a missing table would only fail at
+    # collect() with a long traceback of Polars internals.
     try:
-        return pl.scan_delta(uri, version=version, storage_options=dict(storage_options or {}) or None)
-    except Exception as exc:  # polars raises several kinds for a missing table
-        raise TableError(f"cannot read table {name!r} at {uri}: {exc}") from exc
+        table = DeltaTable(uri, version=version, storage_options=dict(storage_options or {}) or None)
+    except TableNotFoundError:
+        raise TableError(
+            f"no table {name!r} in warehouse {warehouse} (nothing ingested there yet? run `spanlake ingest`)"
+        ) from None
+    except DeltaError as exc:
+        raise TableError(f"cannot read table {name!r} in warehouse {warehouse}: {exc}") from None
+    return pl.scan_delta(table)

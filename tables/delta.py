@@ -1,11 +1,12 @@
 """Delta helpers shared by every writer: table location, creation and schema migration, writer
 settings, the commit-conflict test, and Kafka offsets kept as Delta `txn` actions (one app id
-per group/topic/partition, the offset as version).
+per topic/partition, the offset as version).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
@@ -14,7 +15,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.schema import Field
 
 from spanlake.errors import TableError
-from spanlake.tables.schemas import TableSpec, spec
+from spanlake.tables.schemas import TABLES, TableSpec, spec
 
 # One codec for every operation: delta-rs otherwise picks a different one per operation.
 CODEC: Final = "ZSTD"
@@ -49,6 +50,33 @@ def table_properties(spec: TableSpec) -> dict[str, str]:
     if spec.target_file_bytes:
         properties["delta.targetFileSize"] = str(spec.target_file_bytes)
     return properties
+
+
+def check_warehouse(warehouse: str) -> None:
+    """Refuse to create tables in a directory that is not a spanlake warehouse.
+
+    A warehouse is a directory that is missing or empty (dotfiles aside), holds a spanlake
+    table, or holds nothing but folders named like spanlake tables (a first run that died
+    while creating them). Anything else is someone else's data: tables created beside it
+    would mix the two. Object stores (s3://, ...) are not checked: listing a prefix there is
+    neither cheap nor portable."""
+    if "://" in warehouse and not warehouse.startswith("file://"):
+        return
+    root = Path(warehouse.removeprefix("file://"))
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise TableError(f"warehouse {warehouse} is a file, not a directory; point SPANLAKE_WAREHOUSE elsewhere")
+    entries = sorted(e.name for e in root.iterdir() if not e.name.startswith("."))
+    if all(name in TABLES for name in entries):
+        return
+    if any(name in TABLES and DeltaTable.is_deltatable(str(root / name)) for name in entries):
+        return
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise TableError(
+        f"{warehouse} is not a spanlake warehouse: it holds {shown} and no spanlake table; "
+        "point SPANLAKE_WAREHOUSE (--warehouse) at an empty or new directory"
+    )
 
 
 def open_or_create(uri: str, spec: TableSpec, storage_options: Mapping[str, str] | None = None) -> DeltaTable:
@@ -127,16 +155,30 @@ def _add_columns(table: DeltaTable, spec: TableSpec, missing: list[pa.Field]) ->
         post_commithook_properties=NO_CHECKPOINT,
     )
 
-def offset_app_id(group: str, topic: str, partition: int) -> str:
+
+def offset_app_id(topic: str, partition: int) -> str:
+    # No consumer group in the id: the warehouse, not the group, decides what it holds, so a
+    # renamed group or a second deployment continues from here instead of storing it all again.
+    return f"spanlake:{topic}:{partition}"
+
+
+def legacy_offset_app_id(group: str, topic: str, partition: int) -> str:
+    """The per-group id older warehouses carry (cannot collide: a topic name cannot hold ':')."""
     return f"spanlake:{group}:{topic}:{partition}"
 
 
-def stored_offset(table: DeltaTable, group: str, topic: str, partition: int) -> int | None:
-    """Last Kafka offset the table holds for this partition (None: nothing yet)."""
-    return table.transaction_version(offset_app_id(group, topic, partition))
+def stored_offset(table: DeltaTable, topic: str, partition: int, *, legacy_group: str | None = None) -> int | None:
+    """Last Kafka offset the table holds for this partition (None: nothing yet).
+
+    `legacy_group`: read that group's per-group id when the table has no shared one yet, so an
+    existing warehouse keeps its place; its first commit from now on records the shared id."""
+    stored = table.transaction_version(offset_app_id(topic, partition))
+    if stored is None and legacy_group is not None:
+        stored = table.transaction_version(legacy_offset_app_id(legacy_group, topic, partition))
+    return stored
 
 
-def offset_commit(group: str, topic: str, last_offsets: Mapping[int, int]) -> CommitProperties:
+def offset_commit(topic: str, last_offsets: Mapping[int, int]) -> CommitProperties:
     """Commit properties that record `last_offsets` ({partition: last offset}) with the data."""
-    txns = [Transaction(offset_app_id(group, topic, p), o) for p, o in sorted(last_offsets.items())]
+    txns = [Transaction(offset_app_id(topic, p), o) for p, o in sorted(last_offsets.items())]
     return CommitProperties(app_transactions=txns)
