@@ -123,7 +123,7 @@ class SpanRows:
 
     def trace_table(self, spans: pa.Table, ingested_at: dt.datetime) -> pa.Table:
         """One partial trace_info row per trace in `spans` (a `table()`, possibly filtered)."""
-        df = pl.from_arrow(
+        df = pl.DataFrame(
             spans.select(
                 ["trace_id", "span_id", "parent_span_id", "name", "span_type", "start_time", "end_time",
                  "service_name", "model", "input_tokens", "output_tokens", "total_tokens", "inputs", "outputs",

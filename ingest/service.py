@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -294,11 +294,11 @@ class SpanIngestor:
         ends = self.consumer.end_offsets([TopicPartition(self.settings.topic, p) for p in partitions])
         return self.sink.holds_all_before({tp.partition: end for tp, end in ends.items()})
 
-    def _install_signal_handlers(self) -> dict[int, object]:
+    def _install_signal_handlers(self) -> dict[signal.Signals, Any]:
         """SIGINT/SIGTERM finish the current batch, then stop; returns the handlers replaced."""
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[signal.Signals, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: self.stop_requested.set())
         return previous

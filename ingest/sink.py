@@ -313,7 +313,7 @@ class DeltaSink:
         are what a crash between two table commits left in span_data."""
         if not spans.num_rows:
             return spans, 0
-        frame = pl.from_arrow(spans.select(["trace_id", "span_id", "start_time", "partition", "offset"]))
+        frame = pl.DataFrame(spans.select(["trace_id", "span_id", "start_time", "partition", "offset"]))
         first = frame.with_row_index("row").unique(["trace_id", "span_id"], keep="first")["row"]
         lo, hi = frame["start_time"].min(), frame["start_time"].max()
         stored = (

@@ -219,11 +219,11 @@ def token_corrections(lookup: SpanLookup, spans: pl.DataFrame, stored: pl.DataFr
     )  # fmt: skip
     parents = batch.clear()
     if not orphaned.is_empty():  # a parent contains its child: it ends after the child ends
-        latest_start = orphaned["start_time"].max() + SKEW
+        latest_start: dt.datetime = orphaned["start_time"].max() + SKEW  # type: ignore[operator,assignment]
         parents = _stored_spans(lookup, batch, (
             _ids(orphaned) & pl.col("span_id").is_in(orphaned["parent_span_id"].implode())
             & pl.col("day").is_between(pl.lit(first_day), pl.lit(latest_start.date()))
-            & (pl.col("end_time") >= pl.lit(orphaned["end_time"].min() - SKEW))
+            & (pl.col("end_time") >= pl.lit(orphaned["end_time"].min() - SKEW))  # type: ignore[operator]
             & (pl.col("start_time") <= pl.lit(latest_start))
         ))  # fmt: skip
     owners = pl.concat([calls, parents.filter(is_model_call())])  # a child starts within its parent
