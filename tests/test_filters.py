@@ -67,6 +67,8 @@ TRACES = [
     _trace(D, T_D, state="IN_PROGRESS", service_name="checkout", error_count=1, total_tokens=0,
            models=["gpt-4o-mini"], request_preview="O'Reilly", response_preview="multi\nline", tags={"env": "prod"}),
 ]  # fmt: skip
+# A trace ends when its last span does (ingest's rule): B's retriever runs into the next day.
+TRACES[1]["end_time"] = T_B + dt.timedelta(hours=13, milliseconds=10)
 SPANS = [
     _span(A, "a1", None, "agent", T_A, span_type="AGENT"),
     _span(A, "a2", "a1", "llm.call", T_A, span_type="LLM", model="gpt-4o", inputs="What is Delta Lake?",

@@ -117,7 +117,8 @@ def stored_texts(settings: Settings) -> dict[str, str]:
     out = {}
     for spec in TABLES.values():
         frame = read(settings, spec.name)
-        assert frame.height, f"{spec.name} is empty: the test planted nothing there"
+        # open_traces lists traces still waiting for their root: this test's traces are complete
+        assert frame.height or spec.name == "open_traces", f"{spec.name} is empty: the test planted nothing there"
         for col in spec.columns:
             if _textual(col.type):
                 text = "\n".join(t for v in frame[col.name].to_list() for t in _texts(v))

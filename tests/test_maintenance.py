@@ -20,11 +20,11 @@ from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
 from spanlake.errors import ConfigError, TableError
-from spanlake.ingest.trace_rollup import merge_traces
+from spanlake.ingest.trace_rollup import SpanLookup, merge_traces
 from spanlake.tables import maintenance
 from spanlake.tables.delta import NO_CHECKPOINT, WRITER_PROPERTIES, open_or_create
 from spanlake.tables.maintenance import MaintenancePolicy, maintain
-from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO, TableSpec
+from spanlake.tables.schemas import OPEN_TRACES, SPAN_DATA, TRACE_INFO, TableSpec
 
 DAYS = (dt.date(2025, 3, 1), dt.date(2025, 3, 2))
 NOW = dt.datetime(2025, 3, 10, 12, tzinfo=dt.timezone.utc)  # every day in DAYS is cold
@@ -277,6 +277,9 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.spans_table = create(warehouse, SPAN_DATA)
         self.traces_table = create(warehouse, TRACE_INFO)
+        self.open_table = create(warehouse, OPEN_TRACES)
+        # every stored span counts as held by trace_info: this writer commits them in order
+        self.lookup = SpanLookup(self.spans_table, lambda found: pl.Series([True] * found.height))
         self.batches = batches
         self.spans: list[tuple[str, str, dt.datetime]] = []
         self.conflicts = {SPAN_DATA.name: 0, TRACE_INFO.name: 0}
@@ -291,10 +294,12 @@ class Writer(threading.Thread):
                 # Second span of each trace of the last batch: the MERGE updates stored rows.
                 followers = [(t, f"{rnd.getrandbits(64):016x}", start) for t, _, start in previous]
                 batch = fresh + followers
-                self._commit(self.spans_table, i, lambda t, b=batch, i=i: append(t, span_rows(b, offset=i * 100), version=i))
+                rows = span_rows(batch, offset=i * 100)
+                self._commit(self.spans_table, i, lambda t, r=rows, i=i: append(t, r, version=i))
                 partials = trace_rows([(t, s, True) for t, _, s in fresh] + [(t, s, False) for t, _, s in followers])
                 txn = CommitProperties(app_transactions=[Transaction(APP, i)])
-                self._commit(self.traces_table, i, lambda t, p=partials, txn=txn: merge_traces(t, p, txn))
+                merge = lambda t, p=partials, r=rows, txn=txn: merge_traces(t, self.open_table, self.lookup, p, r, txn)  # noqa: E731
+                self._commit(self.traces_table, i, merge)
                 self.spans += batch
                 previous = fresh
         except BaseException as exc:  # surfaced by the test
