@@ -294,7 +294,7 @@ class DeltaSink:
             write_open(self.tables[OPEN_TRACES.name], changes, txn)
     def _counts(self, decoded: list[Decoded], now: dt.datetime) -> BatchResult:
         """What these records put into the tables, whichever attempt wrote them."""
-        spans, duplicates = self._without_stored(self._span_rows(decoded).table(now))
+        spans, duplicates, _ = self._build(decoded, now)  # the rows stage as the commit built it
         return BatchResult(len(decoded), spans.num_rows, len(self._dead_letters(decoded)), duplicates)
 
     def _append(self, name: str, data: pa.Table, txn: CommitProperties) -> None:

@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from support import create_topic, ingest, ingest_subprocess, read, send_raw
+from test_ingest_bad_input import request
+from test_ingest_bad_input import span as proto_span
 
 from spanlake.ingest.trace_rollup import ranges
 from spanlake.query import count_traces, get_trace, search_traces
@@ -57,28 +58,11 @@ EXPECTED = {"span_count": 7, "llm_call_count": 5, "state": "OK", "root_span_name
 
 def span(span_id: int, trace: int = TRACE_ID) -> Span:
     parent, start, end, attrs = SPANS[span_id]
-    s = Span(
-        trace_id=trace.to_bytes(16, "big"), span_id=span_id.to_bytes(8, "big"),
-        parent_span_id=parent.to_bytes(8, "big") if parent else b"", name=f"span-{span_id}",
-        start_time_unix_nano=start, end_time_unix_nano=end,
-    )  # fmt: skip
-    for key, value in attrs.items():
-        kv = s.attributes.add()
-        kv.key = key
-        if isinstance(value, int):
-            kv.value.int_value = value
-        else:
-            kv.value.string_value = value
-    return s
+    return proto_span(trace, span_id, parent=parent, start=start, end=end, **attrs)
 
 
 def message(*span_ids: int, trace: int = TRACE_ID) -> bytes:
-    request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    kv = rs.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "planner"
-    rs.scope_spans.add().spans.extend(span(i, trace) for i in span_ids)
-    return request.SerializeToString()
+    return request(*(span(i, trace) for i in span_ids), service="planner").SerializeToString()
 
 
 def utc(ns: int) -> dt.datetime:
