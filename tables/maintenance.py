@@ -158,7 +158,8 @@ def maintain(
     for name in names:
         uri = table_uri(warehouse, name)
         if not DeltaTable.is_deltatable(uri, storage_options=options):
-            report.tables.append(TableReport(name, skipped=[f"all: no Delta table at {uri}"]))
+            if tables is not None:  # asked for by name: say so; otherwise a job's table not made yet
+                report.tables.append(TableReport(name, skipped=[f"all: no Delta table at {uri}"]))
             continue
         table = DeltaTable(uri, storage_options=options)
         report.tables.append(maintain_table(table, name, retention_hours, days, today, policy))

@@ -180,8 +180,55 @@ INGEST_BATCHES = TableSpec(
     ),
 )
 
+ASSESSMENTS = TableSpec(
+    name="assessments",
+    columns=(
+        _c("assessment_id", pa.string(), "Unique id (32 hex characters).", False),
+        _c("trace_id", pa.string(), "The trace assessed.", False),
+        _c("span_id", pa.string(), "The span assessed, for span-level results (a retriever span, say)."),
+        _c("name", pa.string(), "Assessment name: the scorer's name unless it named its Feedback.", False),
+        _c("kind", pa.string(), "feedback (a verdict about the trace) or expectation (ground truth).", False),
+        _c("value_type", pa.string(), "Which value column holds the value: bool, number, string or json; null on error."),
+        _c("value_bool", pa.bool_(), "The value when it is a bool."),
+        _c("value_number", pa.float64(), "The value when it is an int or float."),
+        _c("value_string", pa.string(), "The value when it is a string (yes/no verdicts included)."),
+        _c("value_json", pa.string(), "The value as JSON when it is a list or dict."),
+        _c("rationale", pa.string(), "Why: the judge's or reviewer's explanation."),
+        _c("metadata", STRING_MAP, "Free-form string metadata."),
+        _c("source_type", pa.string(), "Who produced it: CODE, LLM_JUDGE or HUMAN.", False),
+        _c("source_id", pa.string(), "Which scorer, judge model or reviewer."),
+        _c("scorer_version", pa.string(), "Hash of the scorer's definition (code or judge prompt and model)."),
+        _c("run_id", pa.string(), "The evaluation or job run that wrote it; null for logged feedback."),
+        _c("error_code", pa.string(), "Set when scoring failed (SCORER_ERROR, SCORER_TIMEOUT, BUDGET_EXCEEDED, ...)."),
+        _c("error_message", pa.string(), "What went wrong, when error_code is set."),
+        _c("judge_input_tokens", pa.int64(), "Prompt tokens the LLM judge spent on this result."),
+        _c("judge_output_tokens", pa.int64(), "Completion tokens the LLM judge spent on this result."),
+        _c("judge_model", pa.string(), "The judge model that produced it."),
+        _c("overrides", pa.string(), "assessment_id of the result this one replaces (a human override)."),
+        _c("created_at", TIMESTAMP, "When it was written.", False),
+        _c("day", pa.date32(), "UTC date of created_at (partition column).", False),
+    ),
+)
+
+JOB_RUNS = TableSpec(
+    name="job_runs",
+    columns=(
+        _c("run_id", pa.string(), "Unique id of the run (assessments.run_id of what it wrote).", False),
+        _c("job", pa.string(), "Which job: scorers, evaluate, cost, ...", False),
+        _c("started_at", TIMESTAMP, "When the run started.", False),
+        _c("ended_at", TIMESTAMP, "When it ended."),
+        _c("status", pa.string(), "OK or ERROR.", False),
+        _c("rows_read", pa.int64(), "Rows (traces) the run read."),
+        _c("rows_written", pa.int64(), "Rows the run wrote."),
+        _c("watermark", pa.string(), "Where the next run starts, as the job states it (JSON)."),
+        _c("error", pa.string(), "Why the run failed, when status is ERROR."),
+        _c("day", pa.date32(), "UTC date of started_at (partition column).", False),
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (SPAN_DATA, TRACE_INFO, OPEN_TRACES, INGEST_ERRORS, INGEST_BATCHES)
+    spec.name: spec
+    for spec in (SPAN_DATA, TRACE_INFO, OPEN_TRACES, INGEST_ERRORS, INGEST_BATCHES, ASSESSMENTS, JOB_RUNS)
 }
 
 

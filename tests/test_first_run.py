@@ -15,9 +15,10 @@ from support import SPANLAKE, TeeExporter, create_topic, ingest_env, ingest_subp
 from spanlake.broker import free_port
 from spanlake.errors import TableError
 from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.ingest.sink import SINK_TABLES
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings
-from spanlake.tables import TABLES, scan
+from spanlake.tables import scan
 
 
 def one_line(output: str) -> str:
@@ -72,7 +73,7 @@ def test_a_directory_of_other_files_is_not_made_a_warehouse(settings: Settings) 
     assert ingest_subprocess(settings).returncode == 0
     (warehouse / "README.md").write_text("spanlake tables")
     assert ingest_subprocess(settings).returncode == 0
-    assert {p.name for p in warehouse.iterdir()} == {*TABLES, "README.md"}
+    assert {p.name for p in warehouse.iterdir()} == {*(t.name for t in SINK_TABLES), "README.md"}
 
 
 def test_no_match_missing_table_and_maintain_say_so_once(settings: Settings) -> None:
@@ -91,5 +92,5 @@ def test_no_match_missing_table_and_maintain_say_so_once(settings: Settings) -> 
     done = spanlake(settings, "maintain")
     assert done.returncode == 0, done.stderr
     output = (done.stdout + done.stderr).splitlines()
-    for name in TABLES:
+    for name in (t.name for t in SINK_TABLES):
         assert sum(line.startswith(f"{name}: files") or f" {name}: files" in line for line in output) == 1, output

@@ -1,7 +1,7 @@
 """`spanlake traces`: search traces and print one trace, from the command line.
 
-Imported by `spanlake.cli` at startup, so this module imports only click; Polars and the
-query layer load inside the commands.
+Imported at startup, so this module imports only click; Polars and the query layer load
+inside the commands.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from spanlake.cli.options import with_settings
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -21,17 +23,6 @@ if TYPE_CHECKING:
 
 TABLE_COLUMNS = ("trace_id", "request_time", "state", "duration_ms", "root_span_name", "service_name",
                  "span_count", "total_tokens")  # fmt: skip
-
-_warehouse = click.option("--warehouse", help="Warehouse root, local path or s3:// URI [env SPANLAKE_WAREHOUSE].")
-
-
-def _settings(warehouse: str | None) -> Settings:
-    # Not spanlake.cli.with_settings: importing spanlake.cli from here would be an import cycle
-    # (spanlake.cli imports this module to register the group).
-    from spanlake.settings import Settings
-
-    return Settings(warehouse=warehouse) if warehouse else Settings()
-
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date)):
@@ -78,10 +69,10 @@ def traces() -> None:
 @click.option("--start-time", help="Only traces starting at or after this ISO time (or epoch ms).")
 @click.option("--end-time", help="Only traces starting before this ISO time (or epoch ms).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@_warehouse
+@with_settings("warehouse")
 def search(
-    filter_string: str | None, order_by: tuple[str, ...], limit: int, page_token: str | None,
-    start_time: str | None, end_time: str | None, fmt: str, warehouse: str | None,
+    settings: Settings, filter_string: str | None, order_by: tuple[str, ...], limit: int, page_token: str | None,
+    start_time: str | None, end_time: str | None, fmt: str,
 ) -> None:  # fmt: skip
     """Find traces matching FILTER (all traces when omitted), newest first.
 
@@ -91,7 +82,6 @@ def search(
     """
     from spanlake.query.search import search_traces
 
-    settings = _settings(warehouse)
     page = search_traces(
         filter_string, order_by=list(order_by) or None, max_results=limit, page_token=page_token,
         start_time=_time_arg(start_time), end_time=_time_arg(end_time),
@@ -128,11 +118,10 @@ def _time_arg(value: str | None) -> str | int | None:
 @traces.command("get")
 @click.argument("trace_id")
 @click.option("--format", "fmt", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
-@_warehouse
-def get(trace_id: str, fmt: str, warehouse: str | None) -> None:
+@with_settings("warehouse")
+def get(settings: Settings, trace_id: str, fmt: str) -> None:
     """Show trace TRACE_ID: its summary and every span as a tree (or all fields as JSON)."""
     from spanlake.query.traces import get_trace
 
-    settings = _settings(warehouse)
     trace = get_trace(trace_id, warehouse=settings.warehouse, storage_options=settings.storage_options)
     click.echo(trace.tree() if fmt == "tree" else _dumps(trace.to_dict(), indent=2))
