@@ -60,4 +60,8 @@ class Settings(BaseSettings):
     ] = Field(  # keep in step with spanlake.ingest.faults.CRASH_POINTS
         "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
     )
+    prices_file: Path | None = Field(
+        None,
+        description="TOML file of private or negotiated prices (USD per million tokens), layered over genai-prices.",
+    )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
