@@ -30,11 +30,20 @@ SERVICES = {  # service -> the trace shapes it serves
     "agent-runner": ("agent",),
 }
 ENVIRONMENTS = (("production", 0.8), ("staging", 0.15), ("dev", 0.05))
-CHAT_MODELS = (  # (provider, model)
-    ("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("openai", "o3-mini"),
-    ("anthropic", "claude-sonnet-4"), ("anthropic", "claude-3-5-haiku"), ("gcp.gemini", "gemini-2.5-flash"),
+# Real models, named as their providers name them (all priced by genai-prices): (provider, requested
+# model, the model the response reports). OpenAI answers an alias with a dated version; Anthropic is
+# asked for the dated id; Gemini reports the name it was asked for.
+CHAT_MODELS = (
+    ("openai", "gpt-4o", "gpt-4o-2024-08-06"), ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+    ("openai", "o3-mini", "o3-mini-2025-01-31"),
+    ("anthropic", "claude-sonnet-4-5-20250929", "claude-sonnet-4-5-20250929"),
+    ("anthropic", "claude-3-5-haiku-20241022", "claude-3-5-haiku-20241022"),
+    ("gcp.gemini", "gemini-2.5-flash", "gemini-2.5-flash"),
 )  # fmt: skip
-EMBED_MODELS = (("openai", "text-embedding-3-small"), ("cohere", "embed-english-v3.0"))
+# Models that spend output tokens on reasoning (reported inside output_tokens).
+REASONING_MODELS = {"o3-mini-2025-01-31", "gemini-2.5-flash"}
+LONG_CONTEXT_RATE = 0.003  # calls whose prompt passes Claude's 200k-token long-context tier
+EMBED_MODELS = (("openai", "text-embedding-3-small"), ("cohere", "embed-v4.0"))
 TOOLS = ("search_orders", "get_weather", "lookup_customer", "create_ticket", "run_sql", "fetch_url")
 QUESTIONS = (
     "How do I reset my password?", "Where is my order {n}?", "Summarise the refund policy.",
@@ -103,8 +112,29 @@ class Workload:
         ctx = trace.set_span_in_context(parent) if parent is not None else None
         return tracer.start_span(name, context=ctx, kind=kind, start_time=start, attributes=attrs)
 
+    def _usage(self, provider: str, model: str, turns: int) -> dict[str, int]:
+        """Inclusive usage as the provider reports it: a prompt that grows with the conversation, its
+        cached prefix (OpenAI and Gemini cache prompts of 1024+ tokens on their own, in 128-token
+        steps for OpenAI; Anthropic writes the prefix once and reads it after), reasoning in output."""
+        long_context = provider == "anthropic" and self.rng.random() < LONG_CONTEXT_RATE
+        input_tokens = self.rng.randint(200_001, 600_000) if long_context else self._tokens(600 + 400 * turns)
+        usage = {"gen_ai.usage.input_tokens": input_tokens}
+        prefix = int(input_tokens * self.rng.uniform(0.5, 0.95))
+        if input_tokens >= 1024 and provider == "anthropic":
+            key = "gen_ai.usage.cache_creation.input_tokens" if turns <= 1 else "gen_ai.usage.cache_read.input_tokens"
+            if self.rng.random() < 0.8:
+                usage[key] = prefix
+        elif input_tokens >= 1024 and self.rng.random() < (0.7 if turns > 1 else 0.3):
+            usage["gen_ai.usage.cache_read.input_tokens"] = prefix // 128 * 128 if provider == "openai" else prefix
+        visible = self._tokens(180)
+        reasoning = self._tokens(500) if model in REASONING_MODELS else 0
+        usage["gen_ai.usage.output_tokens"] = visible + reasoning
+        if reasoning:
+            usage["gen_ai.usage.reasoning.output_tokens"] = reasoning
+        return usage
+
     def _llm_call(self, tracer, clock: Clock, parent: Span, messages: list[dict], fail_rate: float = 0.02) -> str:
-        provider, model = self.rng.choice(CHAT_MODELS)
+        provider, model, response_model = self.rng.choice(CHAT_MODELS)
         start = clock.advance(self.rng.uniform(1, 5))
         span = self._span(tracer, f"chat {model}", parent, start, SpanKind.CLIENT, {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
@@ -117,10 +147,9 @@ class Workload:
             span.end(end_time=end)
             raise RuntimeError("rate limited")
         answer = f"Answer ({self._tokens(120)} tokens) based on {len(messages)} messages."
-        input_tokens, output_tokens = self._tokens(900), self._tokens(180)
         span.set_attributes({
-            "gen_ai.response.model": f"{model}-2025-06-01", "gen_ai.usage.input_tokens": input_tokens,
-            "gen_ai.usage.output_tokens": output_tokens, "gen_ai.response.finish_reasons": ["stop"],
+            "gen_ai.response.model": response_model, **self._usage(provider, response_model, len(messages)),
+            "gen_ai.response.finish_reasons": ["stop"],
             "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]),
         })  # fmt: skip
         span.end(end_time=end)

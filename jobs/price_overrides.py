@@ -65,9 +65,11 @@ def load_overrides(path: Path) -> Overrides:
         raise ConfigError(f"prices file {path}: 'prices' must be an array of tables ([[prices]])")
     entries = tuple(_entry(path, i, table) for i, table in enumerate(tables, 1))
     seen: set[tuple[str, str | None, dt.date | None]] = set()
-    for i, e in enumerate(entries, 1):
+    for i, (e, table) in enumerate(zip(entries, tables), 1):
         if (e.model, e.provider, e.start_date) in seen:
-            raise ConfigError(f"{_where(path, i, e.model)}: a second price for the same model, provider and start_date")
+            raise ConfigError(
+                f"{_where(path, i, table['model'])}: a second price for the same model, provider and start_date"
+            )
         seen.add((e.model, e.provider, e.start_date))
     return Overrides(f"override:{hashlib.sha256(data).hexdigest()[:12]}", entries)
 

@@ -49,6 +49,10 @@ def test_the_five_analyst_questions_run_and_answer(settings: Settings, monkeypat
     some_tool_and_some_error = traces.join(tool, on="trace_id", how="semi").join(error, on="trace_id", how="semi")
     assert some_tool_and_some_error.collect().height > failed.height  # the workload tells the two meanings apart
 
+    # The Cost section prices the same spans: per user and day, they add up to question 2's answer.
+    exec(python_block_after("### Cost"), answers)  # noqa: S102 - our own README
+    assert answers["priced"]["cost_usd"].sum() == pytest.approx(answers["cost_per_user_day"]["usd"].sum(), rel=1e-9)
+
     exec(python_block_after("uses `scan_traces`"), answers)  # noqa: S102 - our own README
     by_service = answers["failed_tools_by_service"]
     assert by_service["traces"].sum() == failed.height and by_service["service_name"].is_not_null().all()
