@@ -39,6 +39,7 @@ from genai_prices.types import (
     calc_unit_price,
 )
 
+from spanlake.errors import TableError
 from spanlake.jobs.price_overrides import PRICE_KEYS, Override, Overrides, load_overrides
 from spanlake.settings import Settings
 
@@ -50,6 +51,8 @@ PROVIDER_ALIASES = {"gcp.gen_ai": "google", "x_ai": "x-ai", "azure.ai.inference"
 US_PER_DAY = 86_400_000_000
 NO_LIMIT = 2**62
 KEY = ["provider", "model", "_day"]
+SPAN_COLUMNS = ("provider", "model", "start_time", "input_tokens", "output_tokens", "cache_read_input_tokens",
+                "cache_creation_input_tokens", "reasoning_output_tokens", "provided_cost_usd")  # fmt: skip
 # The share of a span each price key charges, and whose price it pays when the model has none.
 PARTS = {
     "input_mtok": ("input_tokens", ("cache_read_input_tokens", "cache_creation_input_tokens"), None),
@@ -96,6 +99,9 @@ class PriceList:
         rows: list[dict[str, Any]] = []
         for provider, model, day in keys.select(KEY).iter_rows():
             key = {"provider": provider, "model": model, "_day": day}
+            if day is None:
+                rows.append({**key, **_unpriced("no start_time", 0, US_PER_DAY)})
+                continue
             rows.extend({**key, **row} for row in self._day_rows(self._model(provider, model), day))
         return pl.DataFrame(rows, schema=RATES_SCHEMA)
 
@@ -150,7 +156,7 @@ class PriceList:
             assert self.overrides is not None
             return _bands(in_force[-1].price, self.overrides.source, in_force[-1].start_date, 0, US_PER_DAY)
         if m.info is None:
-            return [{"_tod_from": 0, "_tod_to": US_PER_DAY, "_above": -1, "_upto": NO_LIMIT, "_reason": m.reason}]
+            return [_unpriced(m.reason, 0, US_PER_DAY)]
         rows = []
         for start, end in zip(m.slots, [*m.slots[1:], US_PER_DAY]):
             at = dt.datetime.combine(day, dt.time(), dt.timezone.utc) + dt.timedelta(microseconds=start)
@@ -173,13 +179,16 @@ def _start_date(info: ModelInfo, price: ModelPrice) -> dt.date | None:
     return None
 
 
+def _unpriced(reason: str | None, tod_from: int, tod_to: int) -> dict[str, Any]:
+    return {"_tod_from": tod_from, "_tod_to": tod_to, "_above": -1, "_upto": NO_LIMIT, "_reason": reason}
+
+
 def _bands(price: ModelPrice, source: str, since: dt.date | None, tod_from: int, tod_to: int) -> list[dict[str, Any]]:
     """Per-token rates (USD per million) of one price, one row per long-context band: a band
     (above, upto] holds the spans whose whole input falls in it."""
     values = {key: getattr(price, key) for key in (*PRICE_KEYS, "requests_kcount")}
     if values["input_mtok"] is None and values["output_mtok"] is None and values["requests_kcount"] is None:
-        reason = f"no per-token price ({source})"
-        return [{"_tod_from": tod_from, "_tod_to": tod_to, "_above": -1, "_upto": NO_LIMIT, "_reason": reason}]
+        return [_unpriced(f"no per-token price ({source})", tod_from, tod_to)]
     starts = sorted({t.start for v in values.values() if isinstance(v, TieredPrices) for t in v.tiers})
     rows = []
     for above, upto in zip([-1, *starts], [*starts, NO_LIMIT]):
@@ -201,6 +210,8 @@ def price_spans(spans: Frame, prices: PriceList | None = None) -> Frame:
     """`spans` (span_data rows, eager or lazy) with PRICE_COLUMNS added (replaced, on a re-price)."""
     prices = prices or PriceList()
     lazy = spans.lazy().drop(PRICE_COLUMNS, strict=False)
+    if missing := [c for c in SPAN_COLUMNS if c not in lazy.collect_schema()]:
+        raise TableError(f"price_spans: the spans lack span_data column(s) {', '.join(missing)}")
     start = pl.col("start_time").dt.cast_time_unit("us")
     lazy = lazy.with_columns(_day=start.dt.date(), _tod=start.dt.epoch("us") % US_PER_DAY)
     keys = lazy.select(KEY).unique().collect()

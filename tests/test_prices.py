@@ -14,7 +14,7 @@ import pytest
 from genai_prices import Usage, calc_price
 from support import create_topic, ingest, read
 
-from spanlake.errors import ConfigError
+from spanlake.errors import ConfigError, TableError
 from spanlake.ingest.exporter import KafkaSpanExporter
 from spanlake.ingest.workload import CHAT_MODELS, EMBED_MODELS, Workload
 from spanlake.jobs.prices import LIBRARY_SOURCE, PRICE_COLUMNS, PriceList, price_spans
@@ -216,6 +216,15 @@ def test_a_reported_cost_wins_over_a_computed_one() -> None:
     assert priced["cost_source"].to_list() == ["reported", "reported", "computed"]
     assert priced["price_source"].to_list() == [None, None, LIBRARY_SOURCE]
     assert priced["unpriced_reason"].to_list() == [None, None, None]
+
+
+def test_spans_without_the_columns_pricing_reads_are_refused_in_one_line() -> None:
+    with pytest.raises(TableError, match=r"^price_spans: the spans lack span_data column\(s\) provided_cost_usd$"):
+        price_spans(spans().drop("provided_cost_usd"))
+    no_start = spans({"provider": "openai", "model": "gpt-4o", "input_tokens": 1}).with_columns(
+        start_time=pl.lit(None, SCHEMA["start_time"])
+    )
+    assert price_spans(no_start)["unpriced_reason"].to_list() == ["no start_time"]
 
 
 def test_lazy_in_lazy_out_and_a_reprice_replaces_the_columns() -> None:
