@@ -63,29 +63,31 @@ class Judge(Scorer):
 
     def ask(self, prompt: str, *, span_id: str | None = None) -> Feedback:
         """One verdict on `prompt` (the rendered user message)."""
-        source = AssessmentSource("LLM_JUDGE", self.model)
+        feedback = Feedback(
+            name=self.name, span_id=span_id, source=AssessmentSource("LLM_JUDGE", self.model), judge_model=self.model
+        )
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
         try:
             answer = self.client.complete(
                 self.name, messages, model=self.model, response_format=response_format(self.value_type)
             )
         except BudgetExceeded as e:
-            return Feedback(name=self.name, error=AssessmentError(BUDGET_EXCEEDED, str(e)), span_id=span_id,
-                            source=source, judge_model=self.model)  # fmt: skip
+            feedback.error = AssessmentError(BUDGET_EXCEEDED, str(e))
+            return feedback
         except JudgeCallError as e:
-            return Feedback(name=self.name, error=AssessmentError(JUDGE_ERROR, str(e)), span_id=span_id,
-                            source=source, judge_model=self.model)  # fmt: skip
-        spent = {
-            "judge_input_tokens": answer.input_tokens, "judge_output_tokens": answer.output_tokens,
-            "judge_model": answer.model, "metadata": {"judge_cache": "hit"} if answer.cached else None,
-        }  # fmt: skip
+            feedback.error = AssessmentError(JUDGE_ERROR, str(e))
+            return feedback
+        feedback.judge_input_tokens, feedback.judge_output_tokens = answer.input_tokens, answer.output_tokens
+        feedback.judge_model = answer.model
+        if answer.cached:
+            feedback.metadata = {"judge_cache": "hit"}
         try:
-            value, rationale = parse_verdict(answer.content, self.value_type)
+            feedback.value, feedback.rationale = parse_verdict(answer.content, self.value_type)
         except VerdictError as e:
-            return Feedback(name=self.name, error=AssessmentError(JUDGE_ERROR, str(e)), span_id=span_id,
-                            source=source, **spent)  # fmt: skip
+            feedback.error = AssessmentError(JUDGE_ERROR, str(e))
+            return feedback
         self.client.keep(self.name, answer)
-        return Feedback(name=self.name, value=value, rationale=rationale, span_id=span_id, source=source, **spent)
+        return feedback
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, model={self.model!r})"
@@ -108,7 +110,9 @@ class Guidelines(Judge):
         super().__init__(name, params=("inputs", "outputs"), definition=self.guidelines, **options)
 
     def __call__(self, *, inputs: Any = None, outputs: Any = None) -> Feedback:
-        return self.ask(self.template.format(guidelines=self.guidelines, inputs=render(inputs), outputs=render(outputs)))
+        return self.ask(
+            self.template.format(guidelines=self.guidelines, inputs=render(inputs), outputs=render(outputs))
+        )
 
 
 class ExpectationsGuidelines(Judge):
@@ -119,7 +123,9 @@ class ExpectationsGuidelines(Judge):
     def __init__(self, *, name: str = "expectations_guidelines", **options: Any) -> None:
         super().__init__(name, params=("inputs", "outputs", "expectations"), **options)
 
-    def __call__(self, *, inputs: Any = None, outputs: Any = None, expectations: Mapping[str, Any] | None = None) -> Feedback:
+    def __call__(
+        self, *, inputs: Any = None, outputs: Any = None, expectations: Mapping[str, Any] | None = None
+    ) -> Feedback:
         given = (expectations or {}).get("guidelines")
         if not given:
             raise ValueError(f"judge {self.name!r} needs a 'guidelines' expectation on the trace; it has none")
@@ -144,7 +150,9 @@ class Correctness(Judge):
     def __init__(self, *, name: str = "correctness", **options: Any) -> None:
         super().__init__(name, params=("inputs", "outputs", "expectations"), **options)
 
-    def __call__(self, *, inputs: Any = None, outputs: Any = None, expectations: Mapping[str, Any] | None = None) -> Feedback:
+    def __call__(
+        self, *, inputs: Any = None, outputs: Any = None, expectations: Mapping[str, Any] | None = None
+    ) -> Feedback:
         given = expectations or {}
         if given.get("expected_facts"):
             tag, expected = "expected_facts", _bullets(given["expected_facts"])
@@ -152,7 +160,9 @@ class Correctness(Judge):
             tag, expected = "expected_response", render(given["expected_response"])
         else:
             raise ValueError(f"judge {self.name!r} needs an 'expected_facts' or 'expected_response' expectation")
-        prompt = self.template.format(inputs=render(inputs), outputs=render(outputs), expected_tag=tag, expected=expected)
+        prompt = self.template.format(
+            inputs=render(inputs), outputs=render(outputs), expected_tag=tag, expected=expected
+        )
         return self.ask(prompt)
 
 

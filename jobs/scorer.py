@@ -65,7 +65,7 @@ class Scorer:
     def session_level(self) -> bool:
         return "session" in self.params
 
-    def __call__(self, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # (*args: Any, **kwargs: Any): subclasses name their own
         raise NotImplementedError
 
     def run(self, **available: Any) -> Any:

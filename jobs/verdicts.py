@@ -138,7 +138,9 @@ def describe(value_type: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
              dict: "a JSON object", list: "a JSON array"}  # fmt: skip
     if base not in names:
-        raise ValueError(f"feedback_value_type must be bool, int, float, str, dict, list or a Literal, got {value_type!r}")
+        raise ValueError(
+            f"feedback_value_type must be bool, int, float, str, dict, list or a Literal, got {value_type!r}"
+        )
     return names[base]
 
 
@@ -164,4 +166,4 @@ def response_format(value_type: Any) -> dict[str, Any]:
 def quote(text: str | None, limit: int = 200) -> str:
     """A raw answer shortened to one line for an error message."""
     flat = " ".join((text or "").split())
-    return repr(flat if len(flat) <= limit else flat[:limit] + f"... ({len(flat)} chars)")
+    return repr(flat if len(flat) <= limit else flat[:limit] + f"... ({len(text or '')} chars)")
