@@ -142,7 +142,6 @@ class JudgeClient:
         key = cache_key(judge, model, messages)
         if self.cache is not None and (kept := self.cache.get(key)) is not None:
             return Completion(kept.content, kept.model, 0, 0, True, key)
-        self.budget.check()
         body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
         if response_format is not None and self._structured:
             body["response_format"] = response_format
@@ -171,6 +170,8 @@ class JudgeClient:
         while True:
             wait: float | None = None
             with self._slots:
+                # Checked holding a slot, so at most concurrency - 1 other calls can carry a run past its budget.
+                self.budget.check()
                 try:
                     response = self._http.request("POST", self.url, body=json.dumps(body).encode(), headers=headers)
                 except urllib3.exceptions.HTTPError as e:

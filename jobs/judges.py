@@ -61,6 +61,9 @@ class Judge(Scorer):
         super().__init__(name, aggregations=aggregations, timeout=timeout, params=params, version=version)
         self.concurrency = self.client.concurrency
 
+    def start_run(self) -> None:
+        self.client.budget.reset()
+
     def ask(self, prompt: str, *, span_id: str | None = None) -> Feedback:
         """One verdict on `prompt` (the rendered user message)."""
         feedback = Feedback(

@@ -358,8 +358,17 @@ def test_the_budget_stops_calls_and_says_so_once(
         "judge budget of 250 tokens per run is spent (360 used); no further judge calls this run"
     ) == 1 and len(caplog.records) == 1
     assert judge(outputs="answer 0").value == "yes"  # a kept verdict costs nothing, budget or not
-    c.budget.reset()  # the next run
+    judge.start_run()  # the runner starts the next run
     assert judge(outputs="answer 9").error is None and len(server.requests) == 4
+
+
+def test_concurrent_calls_pass_the_budget_by_less_than_the_concurrency(server: JudgeServer, tmp_path: Path) -> None:
+    server.default = verdict("yes", delay=0.05)
+    judge = Safety(client=client(server, tmp_path, concurrency=4, budget=Budget(tokens=250)))
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda i: judge(outputs=f"a{i}").error_code, range(40)))
+    made = len(server.requests)
+    assert 3 <= made <= 3 + 3 and codes.count(None) == made and codes.count(BUDGET_EXCEEDED) == 40 - made
 
 
 def test_a_usd_budget_needs_prices_and_counts_them(server: JudgeServer, tmp_path: Path) -> None:
