@@ -65,8 +65,11 @@ class Scorer:
     def session_level(self) -> bool:
         return "session" in self.params
 
-    def __call__(self, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # (*args: Any, **kwargs: Any): subclasses name their own
         raise NotImplementedError
+
+    def start_run(self) -> None:
+        """Called by the runner once before each run (an LLM judge starts its per-run budget afresh)."""
 
     def run(self, **available: Any) -> Any:
         """Call with only the parameters this scorer declares (MLflow's injection by name)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Encoding = Literal["otlp_proto", "otlp_json"]
@@ -18,7 +18,8 @@ DeadLetterMasking = Literal["mask", "hash"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SPANLAKE_", extra="ignore")
+    # validate_by_name: fields with an alias (the OpenAI client's variables) still take their own name as an argument.
+    model_config = SettingsConfigDict(env_prefix="SPANLAKE_", extra="ignore", validate_by_name=True)
 
     warehouse: str = Field("./spanlake-data", description="Warehouse root: a local path or an s3:// URI.")
     storage_options: dict[str, str] = Field(
@@ -65,3 +66,39 @@ class Settings(BaseSettings):
         description="TOML file of private or negotiated prices (USD per million tokens), layered over genai-prices.",
     )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
+
+    # LLM judges (spanlake.jobs.judges): any OpenAI-compatible chat-completions endpoint. The OpenAI
+    # client's own variables count when the SPANLAKE_ ones are unset (aliases skip the prefix).
+    judge_base_url: str = Field(
+        "https://api.openai.com/v1",
+        validation_alias=AliasChoices("SPANLAKE_JUDGE_BASE_URL", "OPENAI_BASE_URL"),
+        description="Chat-completions endpoint root of the LLM judges ({base}/chat/completions).",
+    )
+    judge_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("SPANLAKE_JUDGE_API_KEY", "OPENAI_API_KEY"),
+        description="Bearer key of the judge endpoint; a secret: never logged, written or shown.",
+    )
+    judge_model: str = Field("gpt-4o-mini", description="Judge model, unless a judge names its own.")
+    judge_concurrency: int = Field(
+        8, gt=0, description="Judge calls in flight at once, over all judges of a process (8 stays inside a "
+        "low rate-limit tier; a local or self-hosted endpoint takes 64).",
+    )  # fmt: skip
+    judge_timeout_seconds: float = Field(60, gt=0, description="How long one judge request may take.")
+    judge_max_retries: int = Field(
+        6, ge=0, description="Retries of a judge request after a 429, a 5xx or a connection error (with backoff)."
+    )
+    judge_budget_tokens: int | None = Field(
+        None, gt=0, description="Stop calling judges once a run has spent this many tokens (prompt + completion)."
+    )
+    judge_budget_usd: float | None = Field(
+        None, gt=0, description="Stop calling judges once a run has spent this many USD (needs the two prices)."
+    )
+    judge_input_usd_per_mtok: float | None = Field(None, ge=0, description="Judge model's price per 1M prompt tokens.")
+    judge_output_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Judge model's price per 1M completion tokens."
+    )
+    judge_cache: bool = Field(True, description="Keep judge verdicts so a re-run pays nothing twice.")
+    judge_cache_path: Path | None = Field(
+        None, description="SQLite file of kept verdicts (default: <cache_dir>/judge_cache.sqlite)."
+    )
