@@ -60,4 +60,8 @@ class Settings(BaseSettings):
     ] = Field(  # keep in step with spanlake.ingest.faults.CRASH_POINTS
         "", description="Fault tests only: SIGKILL the ingest process at this point of a batch."
     )
+    scorers_file: Path = Field(
+        Path("spanlake-scorers.toml"),
+        description="The registered scorers of `spanlake jobs run scorers` (TOML, or YAML when it ends in .yaml/.yml).",
+    )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
