@@ -16,7 +16,7 @@ Per registered scorer version, a pass
    that also records the watermark reached, and releases the lease.
 
 A new scorer version starts from its name's last watermark (txn
-`spanlake-job:scorers-name:<name>`): a changed scorer scores traces from here on, and
+`spanlake-job:scorers-name:<name>`, without the lag): a changed scorer scores traces from here on, and
 `backfill` (`--backfill --since DATE`) applies it to past traces (request_time from `since`),
 leaving the watermark alone. A scorer never seen before scores every completed trace.
 """
@@ -174,13 +174,16 @@ def _score_leased(
 ) -> dt.datetime | None:  # fmt: skip
     """Score what is due; returns the watermark reached (None for a backfill or nothing read ever)."""
     stored = table.transaction_version(watermark_app_id(reg.version))
+    lag = WATERMARK_LAG
     if stored is None:
-        stored = table.transaction_version(name_app_id(reg.name))  # a changed scorer continues from here
+        # A changed scorer continues from its name's watermark, without the lag: the traces just
+        # before it are its predecessor's (a backfill gives them to this version).
+        stored, lag = table.transaction_version(name_app_id(reg.name)), dt.timedelta(0)
     traces = scan_traces(
         reg.filter, start_time=backfill_since, warehouse=warehouse, storage_options=storage_options
     ).filter(pl.col("state") != "IN_PROGRESS")
     if backfill_since is None and stored is not None:
-        traces = traces.filter(pl.col("ingested_at") > pl.lit(_time(stored) - WATERMARK_LAG))
+        traces = traces.filter(pl.col("ingested_at") > pl.lit(_time(stored) - lag))
     candidates = traces.collect()
     done.read = candidates.height
     marks: list[dt.datetime] = [] if stored is None else [_time(stored)]
