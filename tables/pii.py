@@ -116,10 +116,12 @@ DEFAULT_RULES: tuple[MaskingRule, ...] = (
 )
 
 # Detection only (ingest does not mask addresses: they are operational data there): IPv4 with
-# octets 0-255, and IPv6 in full or compressed form with at least three groups.
+# octets 0-255; IPv6 in full (8 groups) or compressed (with "::") form, so times never match.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_HEX = r"[0-9A-Fa-f]{1,4}"
 IP_ADDRESS = MaskingRule(
     "ip_address",
-    r"(?a)(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.]|\.\d)"
-    r"|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?![\w:])",
+    rf"(?a)(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)"
+    rf"|(?<![\w:])(?:(?:{_HEX}:){{7}}{_HEX}|(?:{_HEX}:){{1,6}}:(?:{_HEX}(?::{_HEX}){{0,5}})?)(?![\w:])",
     "[REDACTED:ip_address]", gates=(".", ":"),
 )  # fmt: skip
