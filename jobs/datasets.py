@@ -27,10 +27,11 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from spanlake.errors import SpanlakeError, TableError
+from spanlake.errors import SpanlakeError
+from spanlake.jobs.loading import StoredBatch
 from spanlake.query.search import TracePage, warehouse_location
-from spanlake.tables.delta import DATASETS_DIR, NO_CHECKPOINT, WRITER_PROPERTIES, check_warehouse, table_uri
-from spanlake.tables.schemas import ASSESSMENTS, TIMESTAMP
+from spanlake.tables.delta import DATASETS_DIR, NO_CHECKPOINT, WRITER_PROPERTIES, check_warehouse
+from spanlake.tables.schemas import TIMESTAMP
 
 SCHEMA = pa.schema(
     [
@@ -188,63 +189,15 @@ def _row(inputs: Any, expectations: Any, outputs: Any, trace_id: str | None, now
 
 
 def _from_traces(traces: pl.DataFrame, warehouse: str, options: Mapping[str, str]) -> pl.DataFrame:
-    """Records from stored traces: their root span's inputs and outputs, their latest expectations."""
-    ids = traces["trace_id"].unique()
-    spans = pl.scan_delta(table_uri(warehouse, "span_data"), storage_options=dict(options) or None)
-    if "request_time" in traces.columns and traces.height:  # a trace's spans start on its day or later
-        spans = spans.filter(pl.col("day") >= traces["request_time"].min().date())  # type: ignore[union-attr]
-    roots = (
-        spans.filter(pl.col("parent_span_id").is_null(), pl.col("trace_id").is_in(ids.implode()))
-        .select("trace_id", "inputs", "outputs")
-        .unique("trace_id")
-        .collect()
-    )
-    expected = _expectations(ids, warehouse, options)
+    """Records from stored traces: their root span's inputs and outputs, their latest expectations
+    (what a scorer of those traces would get)."""
+    batch = StoredBatch(traces.unique("trace_id", keep="first", maintain_order=True), warehouse, options)
     now = dt.datetime.now(dt.timezone.utc)
     out = []
-    for i, r in enumerate(roots.sort("trace_id").iter_rows(named=True), 1):
-        if r["inputs"] is None:
-            continue  # a root without inputs is no record to evaluate an app on
-        out.append(_row(_parse(r["inputs"]), expected.get(r["trace_id"]), _parse(r["outputs"]), r["trace_id"], now, i))
+    found = zip(batch.trace_ids, batch.inputs(), batch.outputs(), batch.expectations(), strict=True)
+    for i, (tid, inputs, outputs, expectations) in enumerate(found, 1):
+        if inputs is not None:  # a root without inputs is no record to evaluate an app on
+            out.append(_row(inputs, expectations, outputs, tid, now, i))
     if not out:
-        raise DatasetError(f"none of the {ids.len()} traces has a root span with inputs in {warehouse}")
+        raise DatasetError(f"none of the {traces.height} traces has a root span with inputs in {warehouse}")
     return pl.DataFrame(out, schema=pl.Schema(SCHEMA))
-
-
-def _parse(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text  # plain text inputs stay a string
-
-
-def _expectations(ids: pl.Series, warehouse: str, options: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """{trace_id: {name: value}} of the traces' expectation assessments (the latest per name)."""
-    try:
-        table = DeltaTable(table_uri(warehouse, ASSESSMENTS.name), storage_options=dict(options) or None)
-    except TableNotFoundError:
-        return {}
-    except Exception as exc:
-        raise TableError(f"cannot read assessments in {warehouse}: {exc}") from None
-    rows = (
-        pl.scan_delta(table)
-        .filter(
-            pl.col("kind") == "expectation", pl.col("trace_id").is_in(ids.implode()), pl.col("error_code").is_null()
-        )
-        .sort("created_at")
-        .unique(["trace_id", "name"], keep="last")
-        .collect()
-    )
-    out: dict[str, dict[str, Any]] = {}
-    for r in rows.iter_rows(named=True):
-        out.setdefault(r["trace_id"], {})[r["name"]] = _value(r)
-    return out
-
-
-def _value(row: Mapping[str, Any]) -> Any:
-    kind = row["value_type"]
-    if kind == "json":
-        return json.loads(row["value_json"])
-    return row.get(f"value_{kind}") if kind in ("bool", "number", "string") else None

@@ -11,6 +11,7 @@ from support import create_topic, ingest
 from test_production_scoring import send_traces, trace_id
 
 from spanlake.jobs import datasets
+from spanlake.jobs.assessments import log_expectation
 from spanlake.jobs.datasets import DatasetError
 from spanlake.query import search_traces
 from spanlake.settings import Settings
@@ -68,9 +69,15 @@ def test_a_dataset_from_a_search_takes_the_root_inputs_outputs_and_expectations(
     create_topic(settings, partitions=1)
     send_traces(settings, range(1, 6))
     ingest(settings)
+    log_expectation(trace_id=trace_id(2), name="expected_response", value="ANSWER 2", warehouse=settings.warehouse)
     page = search_traces(warehouse=settings.warehouse, max_results=3, order_by=["request_time ASC"])
     ds = datasets.create("from-traces", page, warehouse=settings.warehouse)
     assert ds.to_rows() == [
-        {"inputs": f"question {n}", "outputs": f"answer {n}", "expectations": {}, "trace_id": trace_id(n)}
+        {
+            "inputs": f"question {n}",
+            "outputs": f"answer {n}",
+            "trace_id": trace_id(n),
+            "expectations": {"expected_response": "ANSWER 2"} if n == 2 else {},
+        }
         for n in (1, 2, 3)
     ]
