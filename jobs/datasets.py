@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +153,7 @@ def _records(
     if isinstance(records, pl.DataFrame):
         if "inputs" not in records.columns and "trace_id" in records.columns:
             return _from_traces(records, warehouse, options)
-        rows: list[Mapping[str, Any]] = records.to_dicts()
+        rows: Sequence[Mapping[str, Any]] = records.to_dicts()
     else:
         rows = list(records)
     now = dt.datetime.now(dt.timezone.utc)

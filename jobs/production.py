@@ -188,7 +188,7 @@ def _score_leased(
     done.read = candidates.height
     marks: list[dt.datetime] = [] if stored is None else [_time(stored)]
     if candidates.height:
-        marks.append(candidates["ingested_at"].max())  # type: ignore[arg-type]
+        marks.append(candidates["ingested_at"].max())
     todo = candidates.filter(in_sample(candidates["trace_id"], reg.sample_rate))
     todo = todo.join(_scored(reg, warehouse, storage_options), on="trace_id", how="anti").sort("ingested_at")
     if on_progress:
@@ -201,7 +201,7 @@ def _score_leased(
         if not lease.renew():
             raise SpanlakeError(f"scorer {reg.name!r}: another job process took over its lease ({lease.holder()}); "
                                 "this pass stopped before writing")  # fmt: skip
-        reached: dt.datetime = chunk["ingested_at"].max()  # type: ignore[assignment]
+        reached: dt.datetime = chunk["ingested_at"].max()
         txns = _watermark_txns(reg, reached) if backfill_since is None else []
         if results.height:
             done.written += write_assessments(

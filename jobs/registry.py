@@ -134,8 +134,7 @@ def _entry(path: Path, index: int, entry: Any) -> RegisteredScorer:
 
 def _resolve(where: str, path: Path, entry: dict[str, Any]) -> Any:
     if "builtin" in entry:
-        from spanlake.jobs import builtins
-
+        builtins = importlib.import_module("spanlake.jobs.builtins")
         name = entry["builtin"]
         target = getattr(builtins, str(name), None)
         if target is None or str(name).startswith("_"):
