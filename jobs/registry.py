@@ -134,12 +134,11 @@ def _entry(path: Path, index: int, entry: Any) -> RegisteredScorer:
 
 def _resolve(where: str, path: Path, entry: dict[str, Any]) -> Any:
     if "builtin" in entry:
-        builtins = importlib.import_module("spanlake.jobs.builtins")
-        name = entry["builtin"]
-        target = getattr(builtins, str(name), None)
-        if target is None or str(name).startswith("_"):
-            known = sorted(n for n in dir(builtins) if _is_scorer_like(getattr(builtins, n)) and not n.startswith("_"))
-            raise ConfigError(f"{where}: no built-in scorer {name!r}; built-ins are {', '.join(known)}")
+        known = _builtins()
+        target = known.get(str(entry["builtin"]))
+        if target is None:
+            names = sorted({n for n, c in known.items() if n == getattr(c, "default_name", None)})
+            raise ConfigError(f"{where}: no built-in scorer {entry['builtin']!r}; built-ins are {', '.join(names)}")
         return target
     spec = entry["use"]
     module_name, _, attribute = str(spec).partition(":")
@@ -158,8 +157,19 @@ def _resolve(where: str, path: Path, entry: dict[str, Any]) -> Any:
         raise ConfigError(f"{where}: module {module_name!r} has no attribute {attribute!r}") from None
 
 
-def _is_scorer_like(value: Any) -> bool:
-    return isinstance(value, Scorer) or (isinstance(value, type) and issubclass(value, Scorer))
+def _builtins() -> dict[str, type[Scorer]]:
+    """The built-in scorer classes (spanlake.jobs.builtins) by their default name and class name."""
+    module = importlib.import_module("spanlake.jobs.builtins")
+    out: dict[str, type[Scorer]] = {}
+    for attribute in getattr(module, "__all__", dir(module)):
+        value = getattr(module, attribute)
+        if (
+            isinstance(value, type)
+            and issubclass(value, Scorer)
+            and isinstance(getattr(value, "default_name", None), str)
+        ):
+            out[value.default_name] = out[value.__name__] = value  # type: ignore[attr-defined]
+    return out
 
 
 def _instantiate(where: str, target: Any, params: dict[str, Any]) -> Scorer:

@@ -7,12 +7,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from spanlake.cli.options import spanlake_command, warehouse_flag, with_settings
 from spanlake.settings import Settings
+
+if TYPE_CHECKING:
+    from spanlake.jobs.production import PassReport
 
 
 @click.group()
@@ -57,11 +60,7 @@ def run(settings: Settings, job: str, every: float | None, backfill: bool, since
 
 
 def _scorers_pass(settings: Settings, path: Path, since: dt.date | None) -> str:
-    from spanlake.jobs.production import run_scorers
-
-    with _Progress() as progress:
-        report = run_scorers(path, warehouse=settings.warehouse, storage_options=settings.storage_options,
-                             backfill_since=since, on_progress=progress)  # fmt: skip
+    report = run_scorers_pass(settings, path, since)
     skipped = [s.skipped for s in report.scorers if s.skipped]
     scored = sum(s.scored for s in report.scorers)
     what = f"backfill since {since}" if since else "scorers"
@@ -71,7 +70,24 @@ def _scorers_pass(settings: Settings, path: Path, since: dt.date | None) -> str:
     )
     if skipped:
         line += f"; skipped {len(skipped)}: {'; '.join(skipped)}"
-    return line + f"; see them with: {spanlake_command()} traces get TRACE_ID{warehouse_flag(settings)}"
+    return (
+        line + f'; search them: {spanlake_command()} traces search "{example_filter(report)}"{warehouse_flag(settings)}'
+    )
+
+
+def run_scorers_pass(settings: Settings, path: Path, since: dt.date | None) -> PassReport:
+    """One pass of the scorers registered in `path`, with a progress bar per scorer on a terminal."""
+    from spanlake.jobs.production import run_scorers
+
+    with _Progress() as progress:
+        return run_scorers(path, warehouse=settings.warehouse, storage_options=settings.storage_options,
+                           backfill_since=since, on_progress=progress)  # fmt: skip
+
+
+def example_filter(report: PassReport) -> str:
+    """A search for what the pass found: the first scorer's positive verdicts."""
+    name = report.scorers[0].name if report.scorers else "SCORER"
+    return f"feedback.{name} = 'yes'"
 
 
 def _one_line(exc: Exception) -> str:
