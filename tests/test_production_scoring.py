@@ -229,8 +229,10 @@ def test_a_failing_pass_is_recorded_and_a_loop_goes_on(settings: Settings, tmp_p
         write_config(tmp_path, ANSWERED)
         wait_for(lambda: "OK" in read(settings, "job_runs")["status"].to_list(), 120, "a pass after the fix")
     finally:
-        loop.terminate()
-        loop.wait(timeout=30)
+        loop.terminate()  # SIGTERM: the loop ends after the pass under way
+        _, err = loop.communicate(timeout=60)
+    assert loop.returncode == 0 and err.rstrip().endswith("stopped"), err
+    assert "cannot import 'no_such_module'" in err and "(next pass in 0.5s)" in err
     assert scored_ids(settings, "answered") == [trace_id(n) for n in range(1, 6)]
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import sys
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,13 +51,18 @@ def run(settings: Settings, job: str, every: float | None, backfill: bool, since
         for one in passes:
             click.echo(one())
         return
-    while True:
+    # SIGINT / SIGTERM end the loop once the pass under way is done: it never leaves a lease held.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
         for one in passes:
             try:
                 click.echo(one())
             except Exception as exc:  # recorded in job_runs; the next pass may succeed
                 click.echo(f"spanlake: error: {_one_line(exc)} (next pass in {every:g}s)", err=True)
-        time.sleep(every)
+        stop.wait(every)
+    click.echo("stopped", err=True)
 
 
 def _scorers_pass(settings: Settings, path: Path, since: dt.date | None) -> str:
