@@ -13,8 +13,15 @@ from typing import Any
 import pyarrow as pa
 from deltalake import write_deltalake
 
+from spanlake.errors import SpanlakeError
 from spanlake.tables.delta import NO_CHECKPOINT, check_warehouse, open_or_create, table_uri, writer_properties
 from spanlake.tables.schemas import JOB_RUNS
+
+
+def one_line(exc: Exception) -> str:
+    """An error as job_runs.error records it: one line, the type named when it is not one of ours."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, SpanlakeError) else f"{type(exc).__name__}: {text}"
 
 
 def new_run_id() -> str:

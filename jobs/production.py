@@ -33,7 +33,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 
 from spanlake.errors import SpanlakeError
 from spanlake.jobs.assessments import write_assessments
-from spanlake.jobs.job_runs import JobRun
+from spanlake.jobs.job_runs import JobRun, one_line
 from spanlake.jobs.registry import RegisteredScorer, load_registry
 from spanlake.jobs.runner import score_traces
 from spanlake.jobs.sampling import in_sample
@@ -120,11 +120,6 @@ def run_scorers(
         raise
     run.record(warehouse=warehouse, storage_options=storage_options)
     return report
-
-
-def one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, SpanlakeError) else f"{type(exc).__name__}: {text}"
 
 
 def _us(t: dt.datetime) -> int:

@@ -280,3 +280,29 @@ def test_a_yaml_scorers_file_registers_the_same(tmp_path: Path, monkeypatch: pyt
     assert [(r.name, r.version, r.sample_rate) for r in load_registry(yaml)] == [
         (r.name, r.version, r.sample_rate) for r in load_registry(toml)
     ]
+
+
+def test_the_example_scorers_run_on_workload_traces(settings: Settings) -> None:
+    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.ingest.workload import Workload
+
+    create_topic(settings, partitions=1)
+    Workload(KafkaSpanExporter(settings.bootstrap_servers, settings.topic), seed=3).run(200)
+    ingest(settings)
+    done = run_jobs(settings, Path(__file__).resolve().parent.parent / "examples" / "scorers.toml")
+    traces = read(settings, "trace_info").filter(pl.col("state") != "IN_PROGRESS")
+    written = assessments(settings)
+    assert f"wrote {written.height} assessments" in done.stdout and written["error_code"].null_count() == written.height
+    failed = dict(zip(*assessments(settings, "trace_failed").select("trace_id", "value_bool"), strict=True))
+    assert failed == dict(zip(traces["trace_id"], traces["state"] == "ERROR", strict=True))
+    slow = assessments(settings, "latency_over_threshold")
+    assert slow.height == traces.height and slow["value_bool"].sum() == (traces["duration_ms"] > 5000).sum()
+    tools = read(settings, "span_data").filter(pl.col("span_type") == "TOOL")["trace_id"].unique()
+    assert set(assessments(settings, "tool_call_failed")["trace_id"]) == set(tools) & set(traces["trace_id"])
+    # A built-in records nothing where its question does not apply (here: no output to check).
+    answered = traces.filter(pl.col("response_preview").is_not_null())["trace_id"]
+    assert scored_ids(settings, "pii_detected") == sorted(t for t in answered if in_sample(t, 0.5))
+    support = traces.filter(pl.col("service_name") == "support-bot")["trace_id"]
+    concise = assessments(settings, "concise_answer")
+    assert scored_ids(settings, "concise_answer") == sorted(t for t in support if in_sample(t, 0.2))
+    assert concise["rationale"].str.ends_with("words (60 at most)").all() and concise.height > 0

@@ -97,7 +97,7 @@ def example_filter(report: PassReport) -> str:
 
 
 def _one_line(exc: Exception) -> str:
-    from spanlake.jobs.production import one_line
+    from spanlake.jobs.job_runs import one_line
 
     return one_line(exc)
 
