@@ -80,7 +80,7 @@ def evaluate(
             if rows is None:
                 raise ScoringError("evaluate(predict_fn=...) calls the app on rows of inputs (or a dataset), "
                                    f"not on stored traces; got {_describe(data)}")  # fmt: skip
-            rows = predict(rows, predict_fn, run_id=run.run_id, exporter=exporter)
+            rows = [*predict(rows, predict_fn, run_id=run.run_id, exporter=exporter)]
         if rows is not None:
             trace_ids, results = _score_rows(rows, checked)
         else:
