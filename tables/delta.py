@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction, WriterProperties
@@ -186,3 +187,22 @@ def offset_commit(topic: str, last_offsets: Mapping[int, int]) -> CommitProperti
     """Commit properties that record `last_offsets` ({partition: last offset}) with the data."""
     txns = [Transaction(offset_app_id(topic, p), o) for p, o in sorted(last_offsets.items())]
     return CommitProperties(app_transactions=txns)
+
+
+def files_added_since(
+    table: DeltaTable, version: int, storage_options: Mapping[str, str] | None = None
+) -> list[str] | None:
+    """URIs of the data files of `table`'s snapshot that version `version`'s snapshot lacks: every
+    row committed after `version` is in one of them (a rewrite, such as a compaction, adds back
+    rows that were there before too). None when `version` can no longer be loaded (its log
+    entries were cleaned up): the caller then has to read everything."""
+    try:
+        then = DeltaTable(table.table_uri, version=version, storage_options=dict(storage_options or {}) or None)
+    except DeltaError:
+        return None
+    before = set(then.get_add_actions(flatten=True).column("path").to_pylist())
+    root = table.table_uri.rstrip("/")
+    return [
+        p if "://" in p else f"{root}/{unquote(p)}"
+        for p in sorted(set(table.get_add_actions(flatten=True).column("path").to_pylist()) - before)
+    ]

@@ -76,7 +76,11 @@ SPAN_DATA = TableSpec(
         _c("start_time", TIMESTAMP, "Span start, UTC, microseconds.", False),
         _c("end_time", TIMESTAMP, "Span end, UTC, microseconds."),
         _c("duration_ms", pa.float64(), "end_time - start_time in milliseconds."),
-        _c("status_code", pa.string(), f"{_or(STATUS_CODES)} (ERROR also when error.type or an exception event is set)."),
+        _c(
+            "status_code",
+            pa.string(),
+            f"{_or(STATUS_CODES)} (ERROR also when error.type or an exception event is set).",
+        ),
         _c("status_message", pa.string(), "Status description."),
         _c("service_name", pa.string(), "Resource attribute service.name."),
         _c("model", pa.string(), "Model name (response model when reported, else request model)."),
@@ -92,7 +96,11 @@ SPAN_DATA = TableSpec(
         _c("outputs", pa.string(), "Full span output (text or JSON)."),
         _c("attributes", pa.string(), "Every span attribute as a JSON object, typed values kept."),
         _c("resource_attributes", pa.string(), "Every resource attribute as a JSON object."),
-        _c("events", pa.string(), "Span events as a JSON array of {name, time_unix_nano, attributes} (OTLP names; time in ns)."),
+        _c(
+            "events",
+            pa.string(),
+            "Span events as a JSON array of {name, time_unix_nano, attributes} (OTLP names; time in ns).",
+        ),
         *KAFKA_COLUMNS,
         _c("ingested_at", TIMESTAMP, "When spanlake committed the row.", False),
         _c("day", pa.date32(), "UTC date of start_time (partition column).", False),
@@ -188,7 +196,11 @@ ASSESSMENTS = TableSpec(
         _c("span_id", pa.string(), "The span assessed, for span-level results (a retriever span, say)."),
         _c("name", pa.string(), "Assessment name: the scorer's name unless it named its Feedback.", False),
         _c("kind", pa.string(), "feedback (a verdict about the trace) or expectation (ground truth).", False),
-        _c("value_type", pa.string(), "Which value column holds the value: bool, number, string or json; null on error."),
+        _c(
+            "value_type",
+            pa.string(),
+            "Which value column holds the value: bool, number, string or json; null on error.",
+        ),
         _c("value_bool", pa.bool_(), "The value when it is a bool."),
         _c("value_number", pa.float64(), "The value when it is an int or float."),
         _c("value_string", pa.string(), "The value when it is a string (yes/no verdicts included)."),
@@ -226,9 +238,83 @@ JOB_RUNS = TableSpec(
     ),
 )
 
+# The token split of the cost tables: the five parts add up to input_tokens + output_tokens.
+TOKEN_SPLIT = (
+    _c("uncached_input_tokens", pa.int64(), "Input tokens neither read from nor written to a prompt cache."),
+    _c("cache_read_tokens", pa.int64(), "Input tokens read from a prompt cache (cached input)."),
+    _c("cache_creation_tokens", pa.int64(), "Input tokens written to a prompt cache."),
+    _c("non_reasoning_output_tokens", pa.int64(), "Output tokens other than reasoning."),
+    _c("reasoning_tokens", pa.int64(), "Output tokens spent on reasoning."),
+)
+
+SPAN_COSTS = TableSpec(
+    name="span_costs",
+    columns=(
+        _c("trace_id", pa.string(), "The span's trace.", False),
+        _c("span_id", pa.string(), "A model-call span whose tokens count (spanlake.tables.tokens' rule).", False),
+        _c("start_time", TIMESTAMP, "The span's start: it pays the price in force then.", False),
+        _c("service", pa.string(), "The span's service.name."),
+        _c("environment", pa.string(), "The trace's environment (trace_info)."),
+        _c("provider", pa.string(), "Model provider as the span reports it."),
+        _c("model", pa.string(), "Model as the span reports it."),
+        _c("user_id", pa.string(), "The trace's user (trace_info)."),
+        *TOKEN_SPLIT,
+        _c("cost_usd", pa.float64(), "Cost in USD; null when unpriced (never a silent zero)."),
+        _c("cost_source", pa.string(), "reported (the instrumentation's cost wins) or computed; null when unpriced."),
+        _c("price_source", pa.string(), "genai-prices==<version> or override:<sha256[:12]> of the prices file."),
+        _c("price_date", pa.date32(), "When the price used took effect (null for an undated price)."),
+        _c("unpriced_reason", pa.string(), "Why there is no cost (unknown model, no token counts, ...)."),
+        _c("day", pa.date32(), "UTC date of start_time (partition column).", False),
+    ),
+)
+
+TRACE_COSTS = TableSpec(
+    name="trace_costs",
+    columns=(
+        _c("trace_id", pa.string(), "One row per trace with a model-call span whose tokens count.", False),
+        _c("request_time", TIMESTAMP, "The trace's request_time (trace_info).", False),
+        _c("cost_usd", pa.float64(), "Sum of its priced spans' cost in USD; null when none is priced."),
+        _c("priced_spans", pa.int64(), "Spans with a cost.", False),
+        _c("unpriced_spans", pa.int64(), "Spans without one (see span_costs.unpriced_reason).", False),
+        _c("input_tokens", pa.int64(), "Input tokens of its counted spans (inclusive, as trace_info counts them)."),
+        _c("output_tokens", pa.int64(), "Output tokens of its counted spans (inclusive of reasoning)."),
+        _c("day", pa.date32(), "UTC date of request_time (partition column).", False),
+    ),
+)
+
+COST_ROLLUPS = TableSpec(
+    name="cost_rollups",
+    columns=(
+        _c("window", pa.string(), "hour or day.", False),
+        _c("window_start", TIMESTAMP, "Start of the window, UTC.", False),
+        _c("kind", pa.string(), "app (model-call spans) or judge (LLM judges' assessments).", False),
+        _c("service", pa.string(), "service.name (null for judge spend)."),
+        _c("environment", pa.string(), "Environment (null for judge spend)."),
+        _c("provider", pa.string(), "Model provider (null for judge spend)."),
+        _c("model", pa.string(), "Model, or the judge model."),
+        _c("user_id", pa.string(), "User (null for judge spend)."),
+        *TOKEN_SPLIT,
+        _c("cost_usd", pa.float64(), "Sum of the priced rows' cost in USD; null when none is priced."),
+        _c("spans", pa.int64(), "Rows summed: model-call spans, or judge results.", False),
+        _c("unpriced_spans", pa.int64(), "Of those, rows without a cost.", False),
+        _c("day", pa.date32(), "UTC date of window_start (partition column).", False),
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (SPAN_DATA, TRACE_INFO, OPEN_TRACES, INGEST_ERRORS, INGEST_BATCHES, ASSESSMENTS, JOB_RUNS)
+    for spec in (
+        SPAN_DATA,
+        TRACE_INFO,
+        OPEN_TRACES,
+        INGEST_ERRORS,
+        INGEST_BATCHES,
+        ASSESSMENTS,
+        JOB_RUNS,
+        SPAN_COSTS,
+        TRACE_COSTS,
+        COST_ROLLUPS,
+    )  # fmt: skip
 }
 
 
