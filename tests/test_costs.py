@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 from polars.testing import assert_frame_equal
-from support import create_topic, ingest, read, send_raw
+from support import SPANLAKE, create_topic, ingest, read, send_raw
 from test_ingest_bad_input import request, span
 
 from spanlake.jobs.costs import DIMENSIONS, costs_from_scratch, run_costs
@@ -191,3 +193,26 @@ def test_judge_spend_is_priced_and_rolled_up_beside_app_spend(settings: Settings
     assert judge["cost_usd"].to_list() == pytest.approx([(1000 * 0.15 + 100 * 0.6) / 1e6] * 2, rel=1e-12)
     assert read(settings, "cost_rollups").filter(pl.col("kind") == "app").height > 0
     assert_from_scratch(settings)
+
+
+def test_two_job_processes_at_once_then_a_cli_reprice_with_the_prices_file(settings: Settings, tmp_path: Path) -> None:
+    first_batches(settings)
+    env = {**os.environ, "SPANLAKE_WAREHOUSE": settings.warehouse}
+    command = [SPANLAKE, "jobs", "run", "costs"]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all(out.startswith("costs: read ") for out, _ in outs)
+    assert_from_scratch(settings)
+    path = tmp_path / "prices.toml"
+    path.write_text(OVERRIDE)
+    done = subprocess.run([*command, "--reprice", "--since", "2026-06-01"], env={**env, "SPANLAKE_PRICES_FILE": str(path)},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("costs re-priced since 2026-06-01: ")
+    sources = set(read(settings, "span_costs")["price_source"].drop_nulls())
+    assert sources == {"override:" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
+    assert_from_scratch(settings, PriceList(path))
+    wrong = subprocess.run([*command, "--backfill", "--since", "2026-06-01"], env=env, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "--backfill does not apply to the costs job" in wrong.stderr

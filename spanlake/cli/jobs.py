@@ -21,32 +21,43 @@ if TYPE_CHECKING:
 
 @click.group()
 def jobs() -> None:
-    """Batch jobs over the warehouse: production scoring (and, next, cost roll-ups)."""
+    """Batch jobs over the warehouse: production scoring and cost tables."""
 
 
 @jobs.command()
-@click.argument("job", type=click.Choice(["scorers", "all"]), default="all")
+@click.argument("job", type=click.Choice(["scorers", "costs", "all"]), default="all")
 @click.option("--every", type=click.FloatRange(min=0, min_open=True), help="Run again every SECONDS (until Ctrl-C).")
 @click.option(
     "--backfill", is_flag=True, help="Score past traces (request_time from --since) for the scorers as they are now."
 )
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="With --backfill: the first day (UTC) to score.")
+@click.option(
+    "--reprice", is_flag=True, help="Re-price costs from --since on with the current prices (and SPANLAKE_PRICES_FILE)."
+)
+@click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d"]), help="With --backfill or --reprice: the first day (UTC) to redo."
+)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Registered scorers file [env SPANLAKE_SCORERS_FILE].",
 )
 @with_settings("warehouse")
-def run(settings: Settings, job: str, every: float | None, backfill: bool, since: dt.datetime | None,
-        config: Path | None) -> None:  # fmt: skip
-    """Run JOB once (scorers, or all jobs), or every SECONDS with --every."""
-    if backfill != (since is not None):
-        raise click.UsageError("--backfill and --since go together: --backfill --since 2025-06-01")
-    if backfill and every:
-        raise click.UsageError("--backfill is one pass; leave out --every")
+def run(settings: Settings, job: str, every: float | None, backfill: bool, reprice: bool,
+        since: dt.datetime | None, config: Path | None) -> None:  # fmt: skip
+    """Run JOB once (scorers, costs, or all jobs in that order), or every SECONDS with --every."""
+    if (backfill or reprice) != (since is not None) or (backfill and reprice):
+        raise click.UsageError("--since goes with one of --backfill or --reprice: --backfill --since 2025-06-01")
+    if (backfill or reprice) and every:
+        raise click.UsageError("--backfill and --reprice are one pass; leave out --every")
+    if backfill and job == "costs" or reprice and job == "scorers":
+        raise click.UsageError(f"--{'backfill' if backfill else 'reprice'} does not apply to the {job} job")
     path = config or settings.scorers_file
-    # `all` is every job that exists: today the scorers.
-    passes: list[Callable[[], str]] = [lambda: _scorers_pass(settings, path, since.date() if since else None)]
+    day = since.date() if since else None
+    passes: list[Callable[[], str]] = []
+    if job in ("scorers", "all"):
+        passes.append(lambda: _scorers_pass(settings, path, day if backfill else None))
+    if job in ("costs", "all"):
+        passes.append(lambda: _costs_pass(settings, day if reprice else None))
     if every is None:
         for one in passes:
             click.echo(one())
@@ -78,6 +89,19 @@ def _scorers_pass(settings: Settings, path: Path, since: dt.date | None) -> str:
         line += f"; skipped {len(skipped)}: {'; '.join(skipped)}"
     return (
         line + f'; search them: {spanlake_command()} traces search "{example_filter(report)}"{warehouse_flag(settings)}'
+    )
+
+
+def _costs_pass(settings: Settings, since: dt.date | None) -> str:
+    from spanlake.jobs.costs import run_costs
+    from spanlake.jobs.prices import PriceList
+
+    done = run_costs(warehouse=settings.warehouse, storage_options=settings.storage_options, reprice_since=since,
+                     prices=PriceList.from_settings(settings))  # fmt: skip
+    what = f"costs re-priced since {since}" if since else "costs"
+    return (
+        f"{what}: read {done.spans_read} spans, wrote {done.rows_written} rows and {done.windows_recomputed} "
+        f"rollup windows into {settings.warehouse}"
     )
 
 
