@@ -191,7 +191,7 @@ def resolve_field(path: tuple[str, ...], pos: int) -> Field:
         found = Field(shown, "string", (pl.col(column).map.get(".".join(rest)),))
     elif head == "span" and rest:
         found = _span_field(rest, shown)
-    elif head in ASSESSMENT_KINDS and rest:  # over assessments rows: see assessment_predicate
+    elif head in ASSESSMENT_KINDS and rest and all(rest):  # over assessments rows: see assessment_predicate
         found = Field(shown, "assessment", (pl.col("value_string"),), assessment=(head, ".".join(rest)))
     if found is None:
         raise FilterError(f"unknown field {shown!r} at position {pos}; valid fields: {VALID_FIELDS}")
