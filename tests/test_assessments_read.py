@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,16 @@ def test_an_override_replacing_a_judge_no_with_yes_changes_which_traces_match(la
     assert scan_traces("feedback.helpful = 'yes'", warehouse=warehouse).collect()["trace_id"].to_list() == [e]
     rate = scan_assessments(warehouse=warehouse).select(n=pl.len(), rate=value_as_number().mean()).collect()
     assert rate.row(0) == (1, 1.0)
+
+
+def test_a_filter_of_many_feedback_clauses_runs(lake: Lake) -> None:
+    """Each clause is one aggregation of one group_by over the assessments: linear in the clauses."""
+    deadline = time.monotonic() + 20  # a hang guard, not a timing claim
+    any_of = " OR ".join([*(f"feedback.n{i} = 'v'" for i in range(250)), "feedback.correctness = 'no'"])
+    assert lake.letters(scan_traces(any_of, warehouse=lake.warehouse).collect()["trace_id"]) == "bd"
+    all_of = " AND ".join([*(f"feedback.n{i} IS NULL" for i in range(250)), "feedback.correctness = 'yes'"])
+    assert lake.letters(scan_traces(all_of, warehouse=lake.warehouse).collect()["trace_id"]) == "ac"
+    assert time.monotonic() < deadline
 
 
 BAD = [
