@@ -46,7 +46,7 @@ def typed_value(value: Any) -> dict[str, Any]:
     TypeError naming its type (the runner records it as the scorer's error)."""
     if value is None:
         return _NO_VALUE
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:  # a scalar, not an array
         value = value.item()
     if isinstance(value, bool):
         return {**_NO_VALUE, "value_type": "bool", "value_bool": value}
