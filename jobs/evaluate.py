@@ -68,16 +68,16 @@ def evaluate(
         results = score_traces(traces, checked, warehouse=where, storage_options=options)
     run_id = uuid.uuid4().hex
     write_assessments(results, run_id=run_id, warehouse=where, storage_options=options)
-    return EvaluationResult(run_id, metrics_of(results, checked), wide_results(trace_ids, results))
+    return EvaluationResult(run_id, metrics_of(results, checked), wide_results(trace_ids, results, checked))
 
 
 # --- what data is -----------------------------------------------------------------------------
 
 
-def _rows(data: Any) -> list[Mapping[str, Any]] | None:
+def _rows(data: Any) -> Sequence[Mapping[str, Any]] | None:
     """`data` as rows of inputs/outputs/expectations, or None when it names stored traces."""
     if isinstance(data, pl.DataFrame) and "inputs" in data.columns:
-        return data.to_dicts()
+        return list(data.to_dicts())
     if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
         for i, row in enumerate(data):
             if "inputs" not in row:
@@ -117,7 +117,7 @@ def _describe(data: Any) -> str:
     return f"a {type(data).__name__}"
 
 
-def _score_rows(rows: list[Mapping[str, Any]], scorers: list[Scorer]) -> tuple[list[str], pl.DataFrame]:
+def _score_rows(rows: Sequence[Mapping[str, Any]], scorers: list[Scorer]) -> tuple[list[str], pl.DataFrame]:
     session = [s.name for s in scorers if s.session_level]
     if session:
         raise ScoringError(f"scorer {session[0]!r} takes `session`: it needs stored traces, not rows")
@@ -143,11 +143,14 @@ def _value_column(name: str, rows: pl.DataFrame) -> pl.Expr:
     return pl.coalesce(texts).alias(f"{name}/value")
 
 
-def wide_results(trace_ids: Sequence[str], results: pl.DataFrame) -> pl.DataFrame:
-    """One row per trace, three columns per assessment name. A scorer with several results on
-    one trace (one per span) shows its first here; assessments holds them all."""
+def wide_results(trace_ids: Sequence[str], results: pl.DataFrame, scorers: Sequence[Scorer]) -> pl.DataFrame:
+    """One row per trace, three columns per assessment name, in the scorers' order. A scorer
+    with several results on one trace (one per span) shows its first here; assessments holds all."""
     out = pl.DataFrame({"trace_id": list(trace_ids)}, schema={"trace_id": pl.String})
-    for name in results["name"].unique(maintain_order=True):
+    rank = {s.name: i for i, s in enumerate(scorers)}
+    named = results.select("name", "scorer").unique(maintain_order=True).rows()
+    ordered = dict.fromkeys(name for name, _ in sorted(named, key=lambda pair: rank.get(pair[1], len(rank))))
+    for name in ordered:
         rows = results.filter(pl.col("name") == name).unique("trace_id", keep="first", maintain_order=True)
         columns = rows.select(
             "trace_id", _value_column(name, rows), pl.col("rationale").alias(f"{name}/rationale"),

@@ -165,7 +165,7 @@ def _timeout(s: Scorer) -> AssessmentError:
 def _recorder(s: Scorer, rows: list[dict[str, Any]]) -> Callable[[str, Outcome], None]:
     """record(trace_id, outcome): appends the rows a scorer's outcome on one trace makes."""
     source = AssessmentSource(s.source_type, s.name)
-    base = {"name": s.name, "source": source, "scorer": s.name, "scorer_version": s.version}
+    base: dict[str, Any] = {"name": s.name, "source": source, "scorer": s.name, "scorer_version": s.version}
 
     def record(trace_id: str, outcome: Outcome) -> None:
         value, error = outcome
@@ -208,8 +208,10 @@ def _vectorized(s: Scorer, batch: Batch, deadlines: Deadlines) -> pl.DataFrame:
     frame = batch.vector_frame()
     extra = {"spans": batch.spans()} if "spans" in s.params else {}
 
+    vectorized: Any = s  # called with the frame first, not by parameter name
+
     def run() -> pl.Series:
-        return _values(s(frame, **extra), frame)
+        return _values(vectorized(frame, **extra), frame)
 
     try:
         values = deadlines.call(run, {}, s.timeout)
@@ -246,7 +248,7 @@ def _value_type(dtype: pl.DataType) -> str:
 def _vector_rows(s: Scorer, ids: pl.Series, values: pl.Series) -> pl.DataFrame:
     frame = pl.DataFrame({"trace_id": ids, "v": values})
     value, rationale = pl.col("v"), pl.lit(None, dtype=pl.String)
-    dtype = values.dtype
+    dtype: Any = values.dtype
     if isinstance(dtype, pl.Struct):
         fields = {f.name: f.dtype for f in dtype.fields}
         if "value" not in fields:
