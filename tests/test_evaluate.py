@@ -134,3 +134,18 @@ def test_write_assessments_commits_once_with_the_jobs_txn(tmp_path: Path) -> Non
     assert DeltaTable(f"{warehouse}/assessments").version() == before + 1  # nothing to write: no commit
     with pytest.raises(ScoringError, match="write_assessments: results lack the columns trace_id"):
         write_assessments(results.drop("trace_id"), run_id=None, warehouse=warehouse)
+
+
+def test_the_readme_scoring_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("### Scoring traces", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    warehouse, ids = _lake(tmp_path)
+    monkeypatch.setenv("SPANLAKE_WAREHOUSE", warehouse)
+    names: dict = {}
+    exec(block, names)  # noqa: S102 - our own README
+    result = names["result"]
+    assert result.result_df["trace_id"].to_list() == [ids[0]]  # the OK trace
+    assert result.metrics == {"concise/mean": 1.0, "latency_over_threshold/mean": 0.0, "pii_detected/mean": 0.0}
+    assert names["too_long"].is_empty()
+    review = scan("assessments", warehouse=warehouse).filter(pl.col("assessment_id") == names["review"]).collect()
+    assert review["name"].to_list() == ["helpful"]
