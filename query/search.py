@@ -42,7 +42,7 @@ from spanlake.query.grammar import Literal
 from spanlake.query.location import open_delta, open_if_exists, open_table, warehouse_location
 from spanlake.tables.schemas import TRACE_INFO
 
-__all__ = ["TracePage", "count_traces", "scan_traces", "search_traces"]
+__all__ = ["TracePage", "count_traces", "scan_traces", "search_traces", "spans_of", "trace_id_in"]
 
 TimeArg = dt.datetime | dt.date | int | float | str | None
 DEFAULT_ORDER = ("request_time DESC",)
@@ -327,16 +327,22 @@ def _with_spans(traces: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
     return joined.with_columns(pl.col("spans").fill_null(pl.lit([], dtype=dtype)))
 
 
-def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
-    """`_with_spans` for a page: its trace ids and days prune the span_data read."""
+def spans_of(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
+    """The span_data rows of the traces in `frame` (trace_info rows: trace_id, day, end_time), read
+    with pruning: a trace's spans start on its day or later, and by its end_time (plus a day of
+    clock skew); its trace ids prune by file and row-group statistics."""
     if frame.is_empty():
-        return _with_spans(frame.lazy(), spans.head(0)).collect()
+        return spans.head(0)
     first_day: dt.date = frame["day"].min()  # type: ignore[assignment]
     last_day: dt.date = frame["day"].max()  # type: ignore[assignment]
     last_end: dt.datetime | None = frame["end_time"].max()  # type: ignore[assignment]
     hi = max(last_day, last_end.date() if last_end else last_day)
-    mine = spans.filter(pl.col("day").is_between(first_day, hi + _ONE_DAY), trace_id_in(frame["trace_id"].to_list()))
-    return _with_spans(frame.lazy(), mine).collect()
+    return spans.filter(pl.col("day").is_between(first_day, hi + _ONE_DAY), trace_id_in(frame["trace_id"].to_list()))
+
+
+def _attach_spans(frame: pl.DataFrame, spans: pl.LazyFrame) -> pl.DataFrame:
+    """`_with_spans` for a page: its trace ids and days prune the span_data read."""
+    return _with_spans(frame.lazy(), spans_of(frame, spans)).collect()
 
 
 def _walk_direction(query: _Query) -> bool | None:

@@ -15,6 +15,14 @@ _LAZY = {
     "search_traces": "spanlake.query.search",
     "count_traces": "spanlake.query.search",
     "get_trace": "spanlake.query.traces",
+    "scorer": "spanlake.jobs.scorer",
+    "Feedback": "spanlake.jobs.feedback",
+    "Expectation": "spanlake.jobs.feedback",
+    "AssessmentSource": "spanlake.jobs.feedback",
+    "log_feedback": "spanlake.jobs.assessments",
+    "log_expectation": "spanlake.jobs.assessments",
+    "override_feedback": "spanlake.jobs.assessments",
+    "evaluate": "spanlake.jobs",  # the package binds the function (its module has the same name)
 }
 
 

@@ -30,3 +30,7 @@ class CommitConflict(SpanlakeError):
 
 class FilterError(SpanlakeError, ValueError):
     """A trace search filter does not parse or names an unknown field."""
+
+
+class ScoringError(SpanlakeError, ValueError):
+    """A scorer, its results, or the data handed to an evaluation cannot be used as given."""
