@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from spanlake.errors import ScoringError
 from spanlake.jobs.assessments import plain_value, write_assessments
+from spanlake.jobs.datasets import Dataset
 from spanlake.jobs.deadlines import Deadlines
+from spanlake.jobs.job_runs import JobRun, one_line
 from spanlake.jobs.loading import RowsBatch
+from spanlake.jobs.predict import predict
 from spanlake.jobs.runner import check_scorers, results_frame, score_batch, score_traces
 from spanlake.jobs.scorer import Aggregation, Scorer
 from spanlake.query.search import TimeArg, TracePage, scan_traces, warehouse_location
@@ -29,11 +33,13 @@ __all__ = ["EvaluationResult", "evaluate", "metrics_of", "wide_results"]
 @dataclass(frozen=True)
 class EvaluationResult:
     """`result_df`: one row per trace (`trace_id`, `<name>/value`, `<name>/rationale`,
-    `<name>/error`); `metrics`: `<name>/<aggregation>`; `run_id`: assessments.run_id."""
+    `<name>/error`); `metrics`: `<name>/<aggregation>`; `run_id`: assessments.run_id (and
+    job_runs.run_id); `dataset`: the dataset name and version read, when data was a Dataset."""
 
     run_id: str
     metrics: dict[str, float]
     result_df: pl.DataFrame
+    dataset: tuple[str, int] | None = None
 
 
 def evaluate(
@@ -43,32 +49,51 @@ def evaluate(
     *,
     start_time: TimeArg = None,
     end_time: TimeArg = None,
+    exporter: SpanExporter | None = None,
     warehouse: str | None = None,
     storage_options: Mapping[str, str] | None = None,
 ) -> EvaluationResult:
-    """Score `data` with `scorers` and record every result in `assessments` under a new run id.
+    """Score `data` with `scorers` and record every result in `assessments` under a new run id,
+    and the run in `job_runs` (job `evaluate`).
 
     `data` is stored traces: a `search_traces` page, a filter string (with `start_time` /
     `end_time` bounding request_time), a list of trace ids, a DataFrame with `trace_id` (and
     no `inputs`); or rows: a list of dicts or a DataFrame with `inputs`, optional `outputs`,
-    `expectations` and `trace_id`. Stored traces are never re-run. Rows are scored as given
-    (`trace` is None for them); an assessment needs a trace id, so a row without one gets a new
-    random id (32 hex characters, the trace id format), which result_df shows.
+    `expectations` and `trace_id`, or a `datasets.Dataset` (the version it holds is recorded).
+    Stored traces are never re-run. Rows are scored as given (`trace` is None for them); an
+    assessment needs a trace id, so a row without one gets a new random id (32 hex characters,
+    the trace id format), which result_df shows.
+
+    With `predict_fn`, each row's inputs go to the app inside a root span this run starts
+    (jobs.predict; its spans go to `exporter`, e.g. spanlake's KafkaSpanExporter), and what it
+    returned is scored as the row's outputs, under that span's trace id.
     """
-    if predict_fn is not None:
-        raise ScoringError("evaluate(predict_fn=...) is not available in this version; score stored traces or rows")
     where, options = warehouse_location(warehouse, storage_options)
     checked = check_scorers(scorers)
-    rows = _rows(data)
-    if rows is not None:
-        trace_ids, results = _score_rows(rows, checked)
-    else:
-        traces = _stored(data, start_time, end_time, where, options)
-        trace_ids = traces["trace_id"].unique(maintain_order=True).to_list()
-        results = score_traces(traces, checked, warehouse=where, storage_options=options)
-    run_id = uuid.uuid4().hex
-    write_assessments(results, run_id=run_id, warehouse=where, storage_options=options)
-    return EvaluationResult(run_id, metrics_of(results, checked), wide_results(trace_ids, results, checked))
+    run = JobRun("evaluate")
+    dataset = (data.name, data.version) if isinstance(data, Dataset) else None
+    if dataset:
+        run.watermark = {"dataset": dataset[0], "dataset_version": dataset[1]}
+    try:
+        rows = _rows(data)
+        if predict_fn is not None:
+            if rows is None:
+                raise ScoringError("evaluate(predict_fn=...) calls the app on rows of inputs (or a dataset), "
+                                   f"not on stored traces; got {_describe(data)}")  # fmt: skip
+            rows = [*predict(rows, predict_fn, run_id=run.run_id, exporter=exporter)]
+        if rows is not None:
+            trace_ids, results = _score_rows(rows, checked)
+        else:
+            traces = _stored(data, start_time, end_time, where, options)
+            trace_ids = traces["trace_id"].unique(maintain_order=True).to_list()
+            results = score_traces(traces, checked, warehouse=where, storage_options=options)
+        run.rows_read = len(trace_ids)
+        run.rows_written = write_assessments(results, run_id=run.run_id, warehouse=where, storage_options=options)
+    except Exception as exc:
+        run.record(warehouse=where, storage_options=options, error=one_line(exc))
+        raise
+    run.record(warehouse=where, storage_options=options)
+    return EvaluationResult(run.run_id, metrics_of(results, checked), wide_results(trace_ids, results, checked), dataset)
 
 
 # --- what data is -----------------------------------------------------------------------------
@@ -76,12 +101,16 @@ def evaluate(
 
 def _rows(data: Any) -> Sequence[Mapping[str, Any]] | None:
     """`data` as rows of inputs/outputs/expectations, or None when it names stored traces."""
+    if isinstance(data, Dataset):
+        return list(data.to_rows())
     if isinstance(data, pl.DataFrame) and "inputs" in data.columns:
         return list(data.to_dicts())
     if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
         for i, row in enumerate(data):
             if "inputs" not in row:
-                raise ScoringError(f"evaluation row {i} has no `inputs` (it has {', '.join(map(str, row)) or 'nothing'})")
+                raise ScoringError(
+                    f"evaluation row {i} has no `inputs` (it has {', '.join(map(str, row)) or 'nothing'})"
+                )
         return data
     return None
 

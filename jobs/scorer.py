@@ -51,7 +51,9 @@ class Scorer:
             raise ValueError(f"a scorer needs a name (a non-empty string), got {name!r}")
         for agg in aggregations or ():
             if not callable(agg) and agg not in AGGREGATIONS:
-                raise ValueError(f"scorer {name!r}: unknown aggregation {agg!r}; use {', '.join(AGGREGATIONS)} or a callable")
+                raise ValueError(
+                    f"scorer {name!r}: unknown aggregation {agg!r}; use {', '.join(AGGREGATIONS)} or a callable"
+                )
         if "session" in params and set(params) & {"inputs", "outputs", "trace"}:
             raise ValueError(f"scorer {name!r}: a session-level scorer takes `session` (and `expectations`) only")
         self.name = name

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         None,
         description="TOML file of private or negotiated prices (USD per million tokens), layered over genai-prices.",
     )
+    scorers_file: Path = Field(
+        Path("spanlake-scorers.toml"),
+        description="The registered scorers of `spanlake jobs run scorers` (TOML, or YAML when it ends in .yaml/.yml).",
+    )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
 
     # LLM judges (spanlake.jobs.judges): any OpenAI-compatible chat-completions endpoint. The OpenAI

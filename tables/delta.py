@@ -52,12 +52,16 @@ def table_properties(spec: TableSpec) -> dict[str, str]:
     return properties
 
 
+# Entries of a warehouse that are not tables: evaluation datasets (spanlake.jobs.datasets).
+DATASETS_DIR: Final = "datasets"
+
+
 def check_warehouse(warehouse: str) -> None:
     """Refuse to create tables in a directory that is not a spanlake warehouse.
 
     A warehouse is a directory that is missing or empty (dotfiles aside), holds a spanlake
-    table, or holds nothing but folders named like spanlake tables (a first run that died
-    while creating them). Anything else is someone else's data: tables created beside it
+    table, or holds nothing but folders named like spanlake tables or `datasets` (a first run
+    that died while creating them). Anything else is someone else's data: tables created beside it
     would mix the two. Object stores (s3://, ...) are not checked: listing a prefix there is
     neither cheap nor portable."""
     if "://" in warehouse and not warehouse.startswith("file://"):
@@ -68,7 +72,7 @@ def check_warehouse(warehouse: str) -> None:
     if not root.is_dir():
         raise TableError(f"warehouse {warehouse} is a file, not a directory; point SPANLAKE_WAREHOUSE elsewhere")
     entries = sorted(e.name for e in root.iterdir() if not e.name.startswith("."))
-    if all(name in TABLES for name in entries):
+    if all(name in TABLES or name == DATASETS_DIR for name in entries):
         return
     if any(name in TABLES and DeltaTable.is_deltatable(str(root / name)) for name in entries):
         return

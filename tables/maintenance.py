@@ -17,25 +17,21 @@ The rule for which days are rewritten is in `plan_days` and docs/MAINTENANCE.md.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
 import logging
 import math
-import os
 import random
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import DeltaTable, WriterProperties
 from deltalake.exceptions import DeltaError
 
 from spanlake.errors import ConfigError
 from spanlake.tables.delta import NO_CHECKPOINT, is_commit_conflict, table_uri, writer_properties
+from spanlake.tables.lease import Lease
 from spanlake.tables.schemas import TABLES, spec
 
 logger = logging.getLogger(__name__)
@@ -53,8 +49,12 @@ SORT_COLUMNS: dict[str, str] = {"span_data": "trace_id", "trace_info": "request_
 HOT_TABLES = frozenset({"trace_info", "span_data"})
 # txn app id of the maintenance lease (ingest's app ids are "spanlake:<topic>:<partition>").
 LEASE_APP_ID = "spanlake-maintenance-lease"
-LEASE_PID_APP_ID = "spanlake-maintenance-lease-pid"  # the holder, recorded in the same commit
-LEASE_HOST_APP_ID = "spanlake-maintenance-lease-host"
+
+
+def maintenance_lease(table: DeltaTable, name: str, seconds: float) -> Lease:
+    """delta-rs does not detect two concurrent optimizes that remove the same files: both commit
+    and the day's rows are doubled. So a run holds this lease on the table while it rewrites."""
+    return Lease(table, name, seconds, app_id=LEASE_APP_ID, holder_kind="maintenance run")
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def maintain_table(
     """Run every step on one table under its lease, in the order that keeps vacuum correct."""
     started = time.monotonic()
     report = TableReport(name)
-    lease = Lease(table, name, policy.lease_seconds)
+    lease = maintenance_lease(table, name, policy.lease_seconds)
     acquired = _retrying("lease", lease.acquire, report, policy)  # None: skipped after conflicts
     if not acquired:
         if acquired is False:
@@ -227,112 +227,6 @@ def _rewrite_days(
         metrics = _retrying(step, run, report, policy)
         if _count(report, metrics):
             (report.days_ordered if z_order_by else report.days_compacted).append(day)
-
-
-class Lease:
-    """One maintenance run per table at a time, kept as txn actions in the table's own log.
-
-    delta-rs does not detect two concurrent optimizes that remove the same files: both commit
-    and the day's rows are doubled. So a run first commits an empty append carrying
-    txn(LEASE_APP_ID, expiry in epoch ms), from the handle it read the old expiry with; a
-    concurrent commit of the same app id fails ("Concurrent transaction failed"), exactly as
-    for ingest's offsets. The same commit names the holder: its pid and a hash of its host
-    (LEASE_PID_APP_ID, LEASE_HOST_APP_ID).
-
-    A run killed while holding the lease (SIGKILL, OOM, a lost machine) never releases it. A
-    run on the same host takes it over at once when that pid is gone; a run elsewhere cannot
-    tell, skips the table with a line saying who holds it until when, and gets it once the
-    lease expires (`seconds`; a live run renews it between rewrites).
-    """
-
-    def __init__(self, table: DeltaTable, name: str, seconds: float) -> None:
-        self.table = table
-        self.name = name
-        self.schema = spec(name).schema
-        self.ms = int(seconds * 1000)
-        self.until = 0  # our expiry while we hold it
-
-    def holder(self) -> str:
-        """Who holds the lease until when, for a one-line message."""
-        stored = self.table.transaction_version(LEASE_APP_ID) or 0
-        until = dt.datetime.fromtimestamp(stored / 1000, dt.timezone.utc).isoformat(timespec="seconds")
-        pid = self.table.transaction_version(LEASE_PID_APP_ID)
-        if pid is None:
-            return f"until {until}"
-        where = "this host" if self.table.transaction_version(LEASE_HOST_APP_ID) == _host_id() else "another host"
-        return f"pid {pid} on {where}, until {until}"
-
-    def acquire(self) -> bool:
-        self.table.update_incremental()
-        now = _now_ms()
-        if (self.table.transaction_version(LEASE_APP_ID) or 0) > now:
-            gone = self._holder_gone()
-            if gone is None:
-                return False
-            logger.warning("%s: took over the lease of maintenance run pid %d on this host: that process is gone",
-                           self.name, gone)  # fmt: skip
-        self._commit(now + self.ms)
-        return True
-
-    def renew(self) -> bool:
-        """Extend the lease once half of it is used; False when another run took it over."""
-        self.table.update_incremental()
-        if self.table.transaction_version(LEASE_APP_ID) != self.until:
-            return False
-        if self.until - _now_ms() < self.ms // 2:
-            self._commit(_now_ms() + self.ms)
-        return True
-
-    def release(self) -> bool:
-        self.table.update_incremental()
-        if self.table.transaction_version(LEASE_APP_ID) == self.until:
-            self._commit(_now_ms())
-        return True
-
-    def _holder_gone(self) -> int | None:
-        """The holder's pid when it ran on this host and is no longer running, else None."""
-        pid = self.table.transaction_version(LEASE_PID_APP_ID)
-        if pid is None or pid == os.getpid() or self.table.transaction_version(LEASE_HOST_APP_ID) != _host_id():
-            return None  # unknown, ourselves (another thread's run), or elsewhere: wait for expiry
-        return None if _pid_running(pid) else pid
-
-    def _commit(self, until: int) -> None:
-        holder = [Transaction(LEASE_PID_APP_ID, os.getpid()), Transaction(LEASE_HOST_APP_ID, _host_id())]
-        write_deltalake(
-            self.table, self.schema.empty_table(), mode="append", partition_by=["day"],
-            commit_properties=CommitProperties(app_transactions=[Transaction(LEASE_APP_ID, until), *holder]),
-            post_commithook_properties=NO_CHECKPOINT,
-        )  # fmt: skip
-        self.until = until
-
-
-@functools.cache
-def _host_id() -> int:
-    """Where a pid means one process: host name, boot and pid namespace, hashed to a txn version."""
-    parts = [socket.gethostname()]
-    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(os.readlink(path) if path.endswith("/pid") else Path(path).read_text().strip())
-        except OSError:
-            pass
-    return int.from_bytes(hashlib.sha256("\0".join(parts).encode()).digest()[:8], "big") >> 1  # >= 0, fits i64
-
-
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    try:  # a zombie (killed, not yet reaped by its parent) is gone too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def day_layouts(table: DeltaTable, sort_col: str | None, small_file_bytes: int) -> dict[dt.date, DayLayout]:

@@ -354,7 +354,7 @@ def test_concurrent_appends_and_merges_lose_nothing(tmp_path: Path) -> None:
 
 def test_a_held_lease_makes_another_run_skip_the_table(tmp_path: Path) -> None:
     fill_span_data(tmp_path, appends=10)
-    other = maintenance.Lease(DeltaTable(str(tmp_path / "span_data")), "span_data", seconds=600)
+    other = maintenance.maintenance_lease(DeltaTable(str(tmp_path / "span_data")), "span_data", seconds=600)
     assert other.acquire()
     report = maintain(str(tmp_path), tables=["span_data"], now=NOW, policy=POLICY).table("span_data")
     assert report.files_rewritten == 0 and "another maintenance run holds the table" in report.skipped[0]
