@@ -46,6 +46,8 @@ def score_traces(
     (RESULT_COLUMNS: the assessments columns a write does not add, plus `scorer`).
     `on_progress(n)` is called with the number of traces scored so far after each batch."""
     checked = check_scorers(scorers)
+    for s in checked:
+        s.start_run()  # a judge's per-run budget starts afresh
     if "trace_id" not in traces.columns:
         raise ScoringError(f"traces to score need a trace_id column; got {', '.join(traces.columns) or 'no columns'}")
     traces = traces.unique("trace_id", keep="first", maintain_order=True)
