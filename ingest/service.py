@@ -103,7 +103,16 @@ class SpanIngestor:
     # --- rebalances ---------------------------------------------------------------------
 
     def note_rebalance(self, kind: Literal["revoked", "assigned"], partitions: set[TopicPartition]) -> None:
-        """Called on kafka-python's IO thread: queue the change for the run loop."""
+        """Called on kafka-python's IO thread: queue the change for the run loop. New partitions
+        are paused until the loop has sought them to what Delta holds: otherwise the poll that
+        assigned them also fetches them from Kafka's position, and the loop throws that away
+        (up to fetch_max_bytes per rebalance). Pausing only sets a flag under the subscription's lock."""
+        if kind == "assigned":  # before the note, so that the loop's resume comes after it
+            for tp in partitions:
+                try:
+                    self.consumer.pause(tp)
+                except KeyError:  # already unassigned again: the next note says so
+                    pass
         with self.rebalance_lock:
             self.rebalances.append((kind, set(partitions)))
 
@@ -147,7 +156,8 @@ class SpanIngestor:
                     self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, offset)
-            except ValueError:  # revoked meanwhile (kafka-python: "Unassigned partition"): noted next
+                self.consumer.resume(tp)  # paused since its assignment was noted
+            except (ValueError, KeyError):  # revoked meanwhile (kafka-python: "Unassigned partition"): noted next
                 continue
             logger.info("assigned %s:%d, resuming at %s", tp.topic, tp.partition, offset or "its beginning")
 

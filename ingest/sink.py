@@ -40,7 +40,7 @@ from spanlake.ingest.faults import crash_if
 from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.rows import SpanRows, span_data_only
-from spanlake.ingest.trace_rollup import SpanLookup, all_open, merge_traces, open_changes, write_open
+from spanlake.ingest.trace_rollup import SpanLookup, all_open, held_rows, merge_traces, open_changes, write_open
 from spanlake.tables.delta import (
     NO_CHECKPOINT,
     check_warehouse,
@@ -242,13 +242,16 @@ class DeltaSink:
                    lambda txn: self._append(SPAN_DATA.name, span_data_only(spans), txn))  # fmt: skip
         result.spans = spans.num_rows
 
-        write_traces = lambda txn: self._merge_traces(partials, trace_spans, txn)  # noqa: E731
+        merged: list[pl.DataFrame | None] = []  # the rows as this call's MERGE left them, once it landed
+        write_traces = lambda txn: merged.append(self._merge_traces(partials, trace_spans, txn))  # noqa: E731
         self._step(TRACE_INFO.name, last_offsets, "after_trace_info", write_traces)
 
         open_fresh = self._fresh(OPEN_TRACES.name, decoded)
         if not _same(open_fresh, trace_fresh):  # only after a crash between the two commits
             _, _, partials = self._build(open_fresh, now)
-        write_open_traces = lambda txn: self._reconcile_open(partials, txn)  # noqa: E731
+            merged = []
+        known = merged[-1] if merged else None
+        write_open_traces = lambda txn: self._reconcile_open(partials, known, txn)  # noqa: E731
         self._step(OPEN_TRACES.name, last_offsets, "after_open_traces", write_open_traces)
 
         letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
@@ -265,10 +268,10 @@ class DeltaSink:
                    lambda txn: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
 
-    def _merge_traces(self, partials: pa.Table | None, spans: pa.Table, txn: CommitProperties) -> None:
+    def _merge_traces(self, partials: pa.Table | None, spans: pa.Table, txn: CommitProperties) -> pl.DataFrame | None:
         if partials is None:  # no spans: still record the offsets, so a restart does not re-read them
             self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)
-            return
+            return None
         trace_info = self.tables[TRACE_INFO.name]
 
         def counted(found: pl.DataFrame) -> pl.Series:
@@ -279,19 +282,24 @@ class DeltaSink:
             return found.select((pl.col("topic") != self.topic) | (pl.col("offset") <= limit)).to_series()
 
         lookup = SpanLookup(self.tables[SPAN_DATA.name], counted)
-        merge_traces(trace_info, self.tables[OPEN_TRACES.name], lookup, partials, spans, txn)
+        return merge_traces(trace_info, self.tables[OPEN_TRACES.name], lookup, partials, spans, txn)
 
-    def _reconcile_open(self, partials: pa.Table | None, txn: CommitProperties) -> None:
+    def _reconcile_open(self, partials: pa.Table | None, merged: pl.DataFrame | None, txn: CommitProperties) -> None:
+        """open_traces follows the rows the MERGE just left (`merged`); only a replay, whose MERGE
+        an earlier attempt made, reads them back from trace_info."""
         if partials is None:
             self._write_open(None, txn)
-        else:
-            self._write_open(open_changes(self.tables[OPEN_TRACES.name], self.tables[TRACE_INFO.name], partials), txn)
+            return
+        open_table = self.tables[OPEN_TRACES.name]
+        rows = merged if merged is not None else held_rows(open_table, self.tables[TRACE_INFO.name], partials)
+        self._write_open(open_changes(open_table, rows), txn)
 
     def _write_open(self, changes: pl.DataFrame | None, txn: CommitProperties) -> None:
         if changes is None or changes.is_empty():  # a MERGE of nothing commits nothing: the offsets alone
             self._append(OPEN_TRACES.name, OPEN_TRACES.schema.empty_table(), txn)
         else:
             write_open(self.tables[OPEN_TRACES.name], changes, txn)
+
     def _counts(self, decoded: list[Decoded], now: dt.datetime) -> BatchResult:
         """What these records put into the tables, whichever attempt wrote them."""
         spans, duplicates, _ = self._build(decoded, now)  # the rows stage as the commit built it
