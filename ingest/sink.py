@@ -13,7 +13,8 @@ Invariants (see docs/DESIGN.md):
 - A span span_data already holds from another message is a duplicate and is dropped.
 - A message that cannot become rows, for whatever reason (decode, conventions, row building,
   Arrow conversion), is a dead letter with its stage, and the batch goes on; every row is built
-  before the first commit. Only storage failures (and lost races) leave commit() as errors.
+  before the first commit. Only storage failures (StorageError) and lost races (CommitConflict)
+  leave commit(); the caller re-reads from the warehouse's offsets after either.
 Each batch writes span_data, trace_info (MERGE), open_traces (trace_info's index of rows waiting
 for their root), ingest_errors and ingest_batches in that order.
 """
@@ -24,7 +25,8 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import polars as pl
@@ -33,10 +35,10 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 from kafka.consumer.fetcher import ConsumerRecord
 
-from spanlake.errors import CommitConflict, SpanlakeError
+from spanlake.errors import CommitConflict, SpanlakeError, StorageError
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.dead_letters import DeadLetters, Stage, describe
-from spanlake.ingest.faults import crash_if
+from spanlake.ingest.faults import WriteFaults, crash_if
 from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.rows import SpanRows, span_data_only
@@ -95,8 +97,10 @@ class DeltaSink:
         storage_options: Mapping[str, str] | None = None,
         crash_at: str | None = None,
         masker: Masker | None = None,
+        fail_writes: str = "",
     ) -> None:
         self.masker = masker
+        self.faults = WriteFaults(fail_writes)
         self.group = group
         self.topic = topic
         self.encoding: Encoding = encoding
@@ -117,7 +121,8 @@ class DeltaSink:
         partitions = list(partitions)
         resume: dict[int, int | None] = {}
         for name, table in self.tables.items():
-            table.update_incremental()
+            with storage("reading the offsets of", name):
+                table.update_incremental()
             for p in partitions:
                 stored = self._stored(table, p)
                 self.expected[name][p] = -1 if stored is None else stored
@@ -140,8 +145,9 @@ class DeltaSink:
 
     def holds_all_before(self, ends: Mapping[int, int]) -> bool:
         """True when every table holds every offset below `ends` ({partition: end offset})."""
-        for table in self.tables.values():
-            table.update_incremental()
+        for name, table in self.tables.items():
+            with storage("reading the offsets of", name):
+                table.update_incremental()
             for p, end in ends.items():
                 stored = self._stored(table, p)
                 if end > 0 and (stored is None or stored + 1 < end):
@@ -195,16 +201,20 @@ class DeltaSink:
     ) -> None:
         txn = offset_commit(self.topic, target)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
-            if self._holds(name, target):
-                break
-            try:
-                write(txn)
-                break
-            except DeltaError as exc:  # CommitFailedError is one
-                if not is_commit_conflict(exc) or attempt == MAX_COMMIT_ATTEMPTS - 1:
-                    raise CommitConflict(f"{name}: Delta commit lost a race {attempt + 1} times: {exc}") from exc
-                logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
-                time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+            with storage("writing", name):
+                if self._holds(name, target):
+                    break
+                try:
+                    self.faults.check(name)
+                    write(txn)
+                    break
+                except DeltaError as exc:  # CommitFailedError is one
+                    if not is_commit_conflict(exc):
+                        raise
+                    if attempt == MAX_COMMIT_ATTEMPTS - 1:
+                        raise CommitConflict(f"{name}: Delta commit lost a race {attempt + 1} times: {exc}") from exc
+                    logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
+            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
 
     # --- the batch ----------------------------------------------------------------------
 
@@ -365,7 +375,8 @@ class DeltaSink:
             table = rows.table(now)
         except Exception as exc:
             raise _RowsFailed(exc) from exc
-        spans, duplicates = self._without_stored(table)  # reads span_data: its errors are the storage's
+        with storage("reading", SPAN_DATA.name):  # the stored copies of the batch's spans
+            spans, duplicates = self._without_stored(table)
         try:
             return spans, duplicates, rows.trace_table(spans, now) if spans.num_rows else None
         except Exception as exc:
@@ -410,6 +421,16 @@ class DeltaSink:
                 letters.add(**where, value=None, error=reject.error, stage="span", trace_id=reject.trace_id,
                             span_id=reject.span_id)  # fmt: skip
         return letters
+
+
+@contextmanager
+def storage(action: str, table: str) -> Iterator[None]:
+    """An OSError or DeltaError here is the storage's (a full disk, an object store's 503):
+    a StorageError naming what failed, for the run loop to retry."""
+    try:
+        yield
+    except (OSError, DeltaError) as exc:
+        raise StorageError(f"{action} {table} failed: {describe(exc)}") from exc
 
 
 class _RowsFailed(Exception):
