@@ -17,7 +17,7 @@ import polars as pl
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from spanlake.errors import ScoringError
-from spanlake.jobs.assessments import plain_value, write_assessments
+from spanlake.jobs.assessments import write_assessments
 from spanlake.jobs.datasets import Dataset
 from spanlake.jobs.deadlines import Deadlines
 from spanlake.jobs.job_runs import JobRun, one_line
@@ -25,6 +25,7 @@ from spanlake.jobs.loading import RowsBatch
 from spanlake.jobs.predict import predict
 from spanlake.jobs.runner import check_scorers, results_frame, score_batch, score_traces
 from spanlake.jobs.scorer import Aggregation, Scorer
+from spanlake.query.assessments import value_as_number
 from spanlake.query.search import TimeArg, TracePage, scan_traces, warehouse_location
 
 __all__ = ["EvaluationResult", "evaluate", "metrics_of", "wide_results"]
@@ -190,17 +191,8 @@ def wide_results(trace_ids: Sequence[str], results: pl.DataFrame, scorers: Seque
 
 
 def _numbers(rows: pl.DataFrame) -> pl.Series:
-    """The values a metric averages: bools and yes/no as 1/0, numbers as they are."""
-    values = [
-        plain_value(*r)
-        for r in rows.select("value_type", "value_bool", "value_number", "value_string", "value_json").iter_rows()
-    ]  # fmt: skip
-    words = {"yes": 1.0, "no": 0.0}
-    out = [
-        float(v) if isinstance(v, (bool, int, float)) else words.get(v.lower()) if isinstance(v, str) else None
-        for v in values
-    ]  # fmt: skip
-    return pl.Series(out, dtype=pl.Float64).drop_nulls().drop_nans()
+    """The values a metric averages: the read layer's rule (bools and yes/no as 1/0)."""
+    return rows.select(value_as_number()).to_series().drop_nulls().drop_nans()
 
 
 def _aggregate(values: pl.Series, agg: Aggregation) -> float | None:

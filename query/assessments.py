@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,12 +98,17 @@ def trace_assessments(
 
 
 def assessment_value(row: Mapping[str, Any]) -> Any:
-    """The typed value of an assessments row (a dict): bool, float, str, the decoded JSON value,
-    or None when scoring failed."""
+    """The typed value of an assessments row (a dict): bool, number (an int when integral, as it
+    was logged), str, the decoded JSON value, or None when scoring failed."""
     column = VALUE_COLUMNS.get(row.get("value_type") or "")
-    if column is None or row.get(column) is None:
+    value = None if column is None else row.get(column)
+    if value is None:
         return None
-    return json.loads(row[column]) if column == "value_json" else row[column]
+    if column == "value_json":
+        return json.loads(value)
+    if column == "value_number" and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return value
 
 
 def value_as_number() -> pl.Expr:
