@@ -50,6 +50,7 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, PostCommitHookProperties, write_deltalake
 
+from spanlake.ingest.rows import EXTRA_SCHEMA, ROLLUP_COLUMNS, trace_aggregates
 from spanlake.tables.delta import writer_properties
 from spanlake.tables.schemas import SPAN_DATA, STRING_MAP, TRACE_INFO
 
@@ -458,43 +459,27 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
     return out
 
 
-def trace_aggregates(spans: pl.DataFrame) -> pl.DataFrame:
-    """Per-trace facts trace_info takes from the spans (ingest's rules)."""
-    call = pl.col("is_llm") | pl.col("is_emb")
-
-    def call_sum(name: str) -> pl.Expr:
-        col = pl.col(name).filter(call)
-        return pl.when(col.is_not_null().any()).then(col.sum()).otherwise(None)
-
-    return spans.group_by("trace_id", maintain_order=True).agg(
-        end_us=pl.col("end_us").max(),
-        root_span_id=pl.col("root_span_id").first(),
-        root_span_name=pl.col("name").first(),
-        error_count=pl.col("err").sum().cast(pl.Int64),
-        llm_call_count=call.sum().cast(pl.Int64),
-        input_tokens=call_sum("input_tokens"),
-        output_tokens=call_sum("output_tokens"),
-        total_tokens=call_sum("total_tokens"),
-        models=pl.col("model").drop_nulls().unique(maintain_order=True),
-        response_preview=pl.col("outputs").first(),
+def span_facts(spans: pl.DataFrame) -> pl.DataFrame:
+    """A part's span rows as ingest's rollup reads them (ROLLUP_COLUMNS: span_data's and the
+    per-span facts ingest keeps beside them), so trace_info's span-derived columns come from the
+    same code as ingest's (`trace_aggregates`)."""
+    is_root = pl.col("pos") == 0  # only the root's attributes carry the user and the session
+    return spans.select(
+        *(c for c in ROLLUP_COLUMNS if c not in EXTRA_SCHEMA.names),
+        is_error=pl.col("status_code") == "ERROR",
+        user_id=pl.when(is_root).then("user_id"),
+        session_id=pl.when(is_root).then("session_id"),
+        environment="environment",  # the resource's, on every span
     )
 
 
 def trace_table(day: Day, strings: pl.DataFrame, aggs: pl.DataFrame) -> pa.Table:
-    """trace_info rows of the day, in request_time order, with the span aggregates joined in."""
+    """trace_info rows of the day, in request_time order: ingest's span aggregates (`aggs`) plus
+    the tags and metadata ingest takes from the root's attributes and resource."""
     n = day.n
-    us = pl.Datetime("us", "UTC")
-    base = pl.DataFrame(
-        {"trace_id": day.trace_id, "request_us": day.request_us, "error": day.error, "span_count": day.n_spans}
-    ).with_columns(strings)
+    base = pl.DataFrame({"trace_id": day.trace_id}).with_columns(shape_s=strings["shape_s"])
     df = base.join(aggs, on="trace_id", how="left", maintain_order="left").with_columns(
-        request_time=pl.col("request_us").cast(us),
-        end_time=pl.col("end_us").cast(us),
-        duration_ms=(pl.col("end_us") - pl.col("request_us")) / 1000.0,
-        state=pl.when("error").then(pl.lit("ERROR")).otherwise(pl.lit("OK")),
-        request_preview=pl.col("question"),
-        ingested_at=(pl.col("end_us") + 2_000_000).cast(us),
-        day=pl.lit(day.day, dtype=pl.Date),
+        ingested_at=pl.col("end_time") + pl.duration(seconds=2),
     )
     op = pl.Series(np.where((day.shape == AGENT) | (day.shape == RESEARCH), "invoke_agent", "invoke_workflow"))
     tags = string_map(
@@ -606,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, idx in enumerate(parts):  # one write (one commit, one file) per part
             df = span_part(rng, day, idx, strings, offset)
             offset += df.height
-            aggs.append(compact(trace_aggregates(df)))
+            aggs.append(compact(trace_aggregates(span_facts(df))))
             spans = df.select(span_cols)
             del df
             late = spans.filter(pl.col("day") != day.day)

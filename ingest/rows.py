@@ -123,46 +123,8 @@ class SpanRows:
 
     def trace_table(self, spans: pa.Table, ingested_at: dt.datetime) -> pa.Table:
         """One partial trace_info row per trace in `spans` (a `table()`, possibly filtered)."""
-        df = pl.DataFrame(
-            spans.select(
-                ["trace_id", "span_id", "parent_span_id", "name", "span_type", "start_time", "end_time",
-                 "service_name", "model", "input_tokens", "output_tokens", "total_tokens", "inputs", "outputs",
-                 *EXTRA_SCHEMA.names]
-            )
-        )  # fmt: skip
-        is_root = pl.col("parent_span_id").is_null()
-        # Judged within the batch; trace_rollup corrects for the trace's spans in other batches.
-        df = df.with_columns(counts_tokens=counts_tokens(df))
-
-        def root_first(name: str) -> pl.Expr:
-            col = pl.col(name)
-            return col.filter(is_root).drop_nulls().first().fill_null(col.drop_nulls().first())
-
-        has_root = is_root.any()
-        root_error = pl.col("is_error").filter(is_root).first()
-        traces = df.group_by("trace_id", maintain_order=True).agg(
-            *token_sums(pl.col("counts_tokens")),
-            request_time=pl.col("start_time").min(),
-            end_time=pl.col("end_time").max(),
-            state=pl.when(has_root).then(pl.when(root_error).then(pl.lit("ERROR")).otherwise(pl.lit("OK")))
-            .otherwise(pl.lit("IN_PROGRESS")),
-            root_span_id=pl.col("span_id").filter(is_root).first(),
-            root_span_name=pl.col("name").filter(is_root).first(),
-            service_name=root_first("service_name"),
-            environment=root_first("environment"),
-            user_id=root_first("user_id"),
-            session_id=root_first("session_id"),
-            span_count=pl.len().cast(pl.Int64),
-            error_count=pl.col("is_error").sum().cast(pl.Int64),
-            llm_call_count=is_model_call().sum().cast(pl.Int64),
-            models=pl.col("model").drop_nulls().unique(maintain_order=True),
-            request_preview=pl.col("inputs").filter(is_root).first().str.slice(0, PREVIEW_CHARS),
-            response_preview=pl.col("outputs").filter(is_root).first().str.slice(0, PREVIEW_CHARS),
-        )  # fmt: skip
-        traces = traces.with_columns(
-            duration_ms=(pl.col("end_time") - pl.col("request_time")).dt.total_microseconds() / 1000.0,
-            ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")),
-            day=pl.col("request_time").dt.date(),
+        traces = trace_aggregates(pl.DataFrame(spans.select(list(ROLLUP_COLUMNS)))).with_columns(
+            ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC"))
         )
         ids = traces["trace_id"].to_list()
         maps = [self.trace_maps[t] for t in ids]
@@ -176,6 +138,57 @@ class SpanRows:
             else:
                 columns[col.name] = table.column(col.name).cast(col.type)
         return pa.table(columns, schema=TRACE_INFO.schema)
+
+
+# What the per-trace rollup reads of a span row: span_data columns and EXTRA_SCHEMA's.
+ROLLUP_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "name", "span_type", "start_time", "end_time", "service_name", "model",
+    "input_tokens", "output_tokens", "total_tokens", "inputs", "outputs", *EXTRA_SCHEMA.names,
+)  # fmt: skip
+
+
+def trace_aggregates(spans: pl.DataFrame) -> pl.DataFrame:
+    """One trace_info row per trace of `spans` (ROLLUP_COLUMNS at least), in order of first
+    appearance, with every column trace_info derives from spans: all but tags, metadata and
+    ingested_at. Ingest's rows are partials (trace_rollup merges them with what the table holds);
+    over all of a trace's spans, the row is the trace's.
+
+    The rules: times span the spans; a trace is IN_PROGRESS until its root (the span without a
+    parent) is there, then ERROR or OK as the root; root-decided fields come from the root, else
+    from the first span that has them; tokens by the rule of spanlake.tables.tokens."""
+    is_root = pl.col("parent_span_id").is_null()
+    # Judged within these spans; ingest's trace_rollup corrects for a trace's spans in other batches.
+    df = spans.with_columns(counts_tokens=counts_tokens(spans))
+
+    def root_first(name: str) -> pl.Expr:
+        col = pl.col(name)
+        return col.filter(is_root).drop_nulls().first().fill_null(col.drop_nulls().first())
+
+    has_root = is_root.any()
+    root_error = pl.col("is_error").filter(is_root).first()
+    traces = df.group_by("trace_id", maintain_order=True).agg(
+        *token_sums(pl.col("counts_tokens")),
+        request_time=pl.col("start_time").min(),
+        end_time=pl.col("end_time").max(),
+        state=pl.when(has_root).then(pl.when(root_error).then(pl.lit("ERROR")).otherwise(pl.lit("OK")))
+        .otherwise(pl.lit("IN_PROGRESS")),
+        root_span_id=pl.col("span_id").filter(is_root).first(),
+        root_span_name=pl.col("name").filter(is_root).first(),
+        service_name=root_first("service_name"),
+        environment=root_first("environment"),
+        user_id=root_first("user_id"),
+        session_id=root_first("session_id"),
+        span_count=pl.len().cast(pl.Int64),
+        error_count=pl.col("is_error").sum().cast(pl.Int64),
+        llm_call_count=is_model_call().sum().cast(pl.Int64),
+        models=pl.col("model").drop_nulls().unique(maintain_order=True),
+        request_preview=pl.col("inputs").filter(is_root).first().str.slice(0, PREVIEW_CHARS),
+        response_preview=pl.col("outputs").filter(is_root).first().str.slice(0, PREVIEW_CHARS),
+    )  # fmt: skip
+    return traces.with_columns(
+        duration_ms=(pl.col("end_time") - pl.col("request_time")).dt.total_microseconds() / 1000.0,
+        day=pl.col("request_time").dt.date(),
+    )
 
 
 def _array(values: list[Any], type_: pa.DataType, name: str) -> pa.Array:

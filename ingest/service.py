@@ -3,7 +3,9 @@ Delta through DeltaSink, then (only then) commits the Kafka offsets.
 
 The run loop is the one place that decides what happens on trouble: a bad message is a dead
 letter (DeltaSink), a lost commit race resets the partitions to what Delta holds and
-re-reads, anything else stops the service with a clear error.
+re-reads; an unreachable broker and a failing storage are retried with backoff (a storage
+failure then re-reads from what Delta holds, as after a lost race, and gives up after
+`storage_max_failures` in a row); anything else stops the service with a clear error.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from spanlake.errors import CommitConflict, SpanlakeError
+from spanlake.errors import CommitConflict, SpanlakeError, StorageError
 from spanlake.ingest.faults import crash_if
 from spanlake.ingest.maintenance_schedule import MaintenanceSchedule
 from spanlake.ingest.masking import Masker
@@ -29,6 +31,8 @@ from spanlake.ingest.sink import BatchResult, Decoded, DeltaSink
 from spanlake.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+STORAGE_BACKOFF_SECONDS = (0.5, 30.0)  # first wait, cap
 
 
 @dataclass
@@ -77,6 +81,8 @@ class SpanIngestor:
         self.stop_requested = threading.Event()
         self.crash_at = crash_at
         self.kafka_errors = 0  # consecutive failed polls
+        self.storage_failures = 0  # storage failures since the last committed batch
+        self.storage_reset_due = False  # a storage failure lost buffered records: re-read from Delta
         # Kafka first: a wrong address or topic must fail fast and leave no tables behind.
         self.consumer = connect(settings)
         try:
@@ -88,6 +94,7 @@ class SpanIngestor:
                 storage_options=settings.storage_options,
                 crash_at=crash_at,
                 masker=Masker.from_settings(settings.mask, settings.mask_rules, settings.mask_dead_letters),
+                fail_writes=settings.fail_writes,
             )
         except BaseException:
             self.consumer.close(autocommit=False)
@@ -103,7 +110,12 @@ class SpanIngestor:
     # --- rebalances ---------------------------------------------------------------------
 
     def note_rebalance(self, kind: Literal["revoked", "assigned"], partitions: set[TopicPartition]) -> None:
-        """Called on kafka-python's IO thread: queue the change for the run loop."""
+        """Called on kafka-python's IO thread: queue the change for the run loop.
+
+        New partitions are not paused until the loop has sought them, though the assigning poll
+        fetches data the seek then throws away: with a pause here a resumed partition was once never
+        fetched again (a 180 s hang in tests; kafka-python 3.0.12 parks the parsed records of a
+        partition paused mid-fetch and restores them only when its in-line slot is None)."""
         with self.rebalance_lock:
             self.rebalances.append((kind, set(partitions)))
 
@@ -147,7 +159,7 @@ class SpanIngestor:
                     self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, offset)
-            except ValueError:  # revoked meanwhile (kafka-python: "Unassigned partition"): noted next
+            except (ValueError, KeyError):  # revoked meanwhile (kafka-python: "Unassigned partition"): noted next
                 continue
             logger.info("assigned %s:%d, resuming at %s", tp.topic, tp.partition, offset or "its beginning")
 
@@ -165,16 +177,19 @@ class SpanIngestor:
         try:
             while not self.stop_requested.is_set():
                 try:
+                    if self.storage_reset_due:
+                        self.reset_to_stored()
                     got = self.poll()
+                    if self.should_flush():
+                        self.flush()
+                    if self.maintenance:
+                        self.maintenance.start_if_due()
+                    if self.until_idle and not got and self.is_caught_up():
+                        break
                 except KafkaError as exc:  # the broker is away: keep what is buffered, retry
                     self.wait_for_broker(exc)
-                    continue
-                if self.should_flush():
-                    self.flush()
-                if self.maintenance:
-                    self.maintenance.start_if_due()
-                if self.until_idle and not got and self.is_caught_up():
-                    break
+                except StorageError as exc:  # whatever was buffered is read again from Delta's offsets
+                    self.wait_for_storage(exc)
             self.flush()
         finally:
             if self.maintenance:
@@ -224,6 +239,7 @@ class SpanIngestor:
                 self.stats.resets += 1
                 self.seek_to_stored(self.consumer.assignment())
                 return
+            self.storage_failures = 0
             self.after_commit(batch, result)
             del batch
             # young generations after each batch (cheap); everything now and then, for cycles
@@ -265,6 +281,28 @@ class SpanIngestor:
         except KafkaError as exc:  # harmless: Delta holds the offsets that matter
             logger.warning("Kafka offset commit failed (Delta already holds the batch): %s", exc)
 
+    def wait_for_storage(self, exc: StorageError) -> None:
+        """A table read or write failed: wait (capped exponential backoff), then re-read every
+        partition from what Delta holds (`reset_to_stored`), or give up after too many in a row."""
+        self.storage_failures += 1
+        # What is buffered now follows records a failed commit may not have stored: committing it
+        # (even at shutdown) would skip them. Drop it all; it is read again from Delta's offsets.
+        self.buffer, self.buffer_spans, self.buffer_bytes = [], 0, 0
+        self.storage_reset_due = True
+        limit = self.settings.storage_max_failures
+        if self.storage_failures >= limit:
+            raise StorageError(f"{exc}; giving up after {limit} storage failures in a row "
+                               "(SPANLAKE_STORAGE_MAX_FAILURES); nothing was lost: the next run re-reads it") from exc  # fmt: skip
+        first, cap = STORAGE_BACKOFF_SECONDS
+        delay = min(first * 2 ** (self.storage_failures - 1), cap)
+        logger.warning("%s; next attempt in %g s (failure %d of %d in a row)", exc, delay, self.storage_failures, limit)
+        self.stop_requested.wait(delay)
+
+    def reset_to_stored(self) -> None:
+        """After a storage failure: resume every owned partition from what Delta holds."""
+        self.seek_to_stored(self.consumer.assignment())
+        self.storage_reset_due = False
+
     def wait_for_broker(self, exc: KafkaError) -> None:
         self.kafka_errors += 1
         if self.kafka_errors in (1, 10) or self.kafka_errors % 100 == 0:
@@ -277,9 +315,10 @@ class SpanIngestor:
         try:
             for tp in self.consumer.assignment():
                 high = self.consumer.highwater(tp)
-                if high is None:
+                position = self.consumer.position(tp, timeout_ms=0)
+                if high is None or position is None:  # not fetched yet, or just sought: unknown
                     return None
-                total += max(0, high - self.consumer.position(tp, timeout_ms=0))
+                total += max(0, high - position)
         except KafkaError:
             return None
         return total + len(self.buffer)

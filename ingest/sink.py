@@ -13,7 +13,8 @@ Invariants (see docs/DESIGN.md):
 - A span span_data already holds from another message is a duplicate and is dropped.
 - A message that cannot become rows, for whatever reason (decode, conventions, row building,
   Arrow conversion), is a dead letter with its stage, and the batch goes on; every row is built
-  before the first commit. Only storage failures (and lost races) leave commit() as errors.
+  before the first commit. Only storage failures (StorageError) and lost races (CommitConflict)
+  leave commit(); the caller re-reads from the warehouse's offsets after either.
 Each batch writes span_data, trace_info (MERGE), open_traces (trace_info's index of rows waiting
 for their root), ingest_errors and ingest_batches in that order.
 """
@@ -24,7 +25,8 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import polars as pl
@@ -33,14 +35,14 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 from kafka.consumer.fetcher import ConsumerRecord
 
-from spanlake.errors import CommitConflict, SpanlakeError
+from spanlake.errors import CommitConflict, SpanlakeError, StorageError
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.dead_letters import DeadLetters, Stage, describe
-from spanlake.ingest.faults import crash_if
+from spanlake.ingest.faults import WriteFaults, crash_if
 from spanlake.ingest.masking import Masker
 from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
 from spanlake.ingest.rows import SpanRows, span_data_only
-from spanlake.ingest.trace_rollup import SpanLookup, all_open, merge_traces, open_changes, write_open
+from spanlake.ingest.trace_rollup import SpanLookup, all_open, held_rows, merge_traces, open_changes, write_open
 from spanlake.tables.delta import (
     NO_CHECKPOINT,
     check_warehouse,
@@ -95,8 +97,10 @@ class DeltaSink:
         storage_options: Mapping[str, str] | None = None,
         crash_at: str | None = None,
         masker: Masker | None = None,
+        fail_writes: str = "",
     ) -> None:
         self.masker = masker
+        self.faults = WriteFaults(fail_writes)
         self.group = group
         self.topic = topic
         self.encoding: Encoding = encoding
@@ -117,7 +121,8 @@ class DeltaSink:
         partitions = list(partitions)
         resume: dict[int, int | None] = {}
         for name, table in self.tables.items():
-            table.update_incremental()
+            with storage("reading the offsets of", name):
+                table.update_incremental()
             for p in partitions:
                 stored = self._stored(table, p)
                 self.expected[name][p] = -1 if stored is None else stored
@@ -140,8 +145,9 @@ class DeltaSink:
 
     def holds_all_before(self, ends: Mapping[int, int]) -> bool:
         """True when every table holds every offset below `ends` ({partition: end offset})."""
-        for table in self.tables.values():
-            table.update_incremental()
+        for name, table in self.tables.items():
+            with storage("reading the offsets of", name):
+                table.update_incremental()
             for p, end in ends.items():
                 stored = self._stored(table, p)
                 if end > 0 and (stored is None or stored + 1 < end):
@@ -195,16 +201,20 @@ class DeltaSink:
     ) -> None:
         txn = offset_commit(self.topic, target)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
-            if self._holds(name, target):
-                break
-            try:
-                write(txn)
-                break
-            except DeltaError as exc:  # CommitFailedError is one
-                if not is_commit_conflict(exc) or attempt == MAX_COMMIT_ATTEMPTS - 1:
-                    raise CommitConflict(f"{name}: Delta commit lost a race {attempt + 1} times: {exc}") from exc
-                logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
-                time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+            with storage("writing", name):
+                if self._holds(name, target):
+                    break
+                try:
+                    self.faults.check(name)
+                    write(txn)
+                    break
+                except DeltaError as exc:  # CommitFailedError is one
+                    if not is_commit_conflict(exc):
+                        raise
+                    if attempt == MAX_COMMIT_ATTEMPTS - 1:
+                        raise CommitConflict(f"{name}: Delta commit lost a race {attempt + 1} times: {exc}") from exc
+                    logger.info("%s: commit conflict (%s), retrying", name, type(exc).__name__)
+            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
 
     # --- the batch ----------------------------------------------------------------------
 
@@ -242,13 +252,16 @@ class DeltaSink:
                    lambda txn: self._append(SPAN_DATA.name, span_data_only(spans), txn))  # fmt: skip
         result.spans = spans.num_rows
 
-        write_traces = lambda txn: self._merge_traces(partials, trace_spans, txn)  # noqa: E731
+        merged: list[pl.DataFrame | None] = []  # the rows as this call's MERGE left them, once it landed
+        write_traces = lambda txn: merged.append(self._merge_traces(partials, trace_spans, txn))  # noqa: E731
         self._step(TRACE_INFO.name, last_offsets, "after_trace_info", write_traces)
 
         open_fresh = self._fresh(OPEN_TRACES.name, decoded)
         if not _same(open_fresh, trace_fresh):  # only after a crash between the two commits
             _, _, partials = self._build(open_fresh, now)
-        write_open_traces = lambda txn: self._reconcile_open(partials, txn)  # noqa: E731
+            merged = []
+        known = merged[-1] if merged else None
+        write_open_traces = lambda txn: self._reconcile_open(partials, known, txn)  # noqa: E731
         self._step(OPEN_TRACES.name, last_offsets, "after_open_traces", write_open_traces)
 
         letters = self._dead_letters(self._fresh(INGEST_ERRORS.name, decoded))
@@ -265,10 +278,10 @@ class DeltaSink:
                    lambda txn: self._append(INGEST_BATCHES.name, log, txn))  # fmt: skip
         return result
 
-    def _merge_traces(self, partials: pa.Table | None, spans: pa.Table, txn: CommitProperties) -> None:
+    def _merge_traces(self, partials: pa.Table | None, spans: pa.Table, txn: CommitProperties) -> pl.DataFrame | None:
         if partials is None:  # no spans: still record the offsets, so a restart does not re-read them
             self._append(TRACE_INFO.name, TRACE_INFO.schema.empty_table(), txn)
-            return
+            return None
         trace_info = self.tables[TRACE_INFO.name]
 
         def counted(found: pl.DataFrame) -> pl.Series:
@@ -279,19 +292,24 @@ class DeltaSink:
             return found.select((pl.col("topic") != self.topic) | (pl.col("offset") <= limit)).to_series()
 
         lookup = SpanLookup(self.tables[SPAN_DATA.name], counted)
-        merge_traces(trace_info, self.tables[OPEN_TRACES.name], lookup, partials, spans, txn)
+        return merge_traces(trace_info, self.tables[OPEN_TRACES.name], lookup, partials, spans, txn)
 
-    def _reconcile_open(self, partials: pa.Table | None, txn: CommitProperties) -> None:
+    def _reconcile_open(self, partials: pa.Table | None, merged: pl.DataFrame | None, txn: CommitProperties) -> None:
+        """open_traces follows the rows the MERGE just left (`merged`); only a replay, whose MERGE
+        an earlier attempt made, reads them back from trace_info."""
         if partials is None:
             self._write_open(None, txn)
-        else:
-            self._write_open(open_changes(self.tables[OPEN_TRACES.name], self.tables[TRACE_INFO.name], partials), txn)
+            return
+        open_table = self.tables[OPEN_TRACES.name]
+        rows = merged if merged is not None else held_rows(open_table, self.tables[TRACE_INFO.name], partials)
+        self._write_open(open_changes(open_table, rows), txn)
 
     def _write_open(self, changes: pl.DataFrame | None, txn: CommitProperties) -> None:
         if changes is None or changes.is_empty():  # a MERGE of nothing commits nothing: the offsets alone
             self._append(OPEN_TRACES.name, OPEN_TRACES.schema.empty_table(), txn)
         else:
             write_open(self.tables[OPEN_TRACES.name], changes, txn)
+
     def _counts(self, decoded: list[Decoded], now: dt.datetime) -> BatchResult:
         """What these records put into the tables, whichever attempt wrote them."""
         spans, duplicates, _ = self._build(decoded, now)  # the rows stage as the commit built it
@@ -357,7 +375,8 @@ class DeltaSink:
             table = rows.table(now)
         except Exception as exc:
             raise _RowsFailed(exc) from exc
-        spans, duplicates = self._without_stored(table)  # reads span_data: its errors are the storage's
+        with storage("reading", SPAN_DATA.name):  # the stored copies of the batch's spans
+            spans, duplicates = self._without_stored(table)
         try:
             return spans, duplicates, rows.trace_table(spans, now) if spans.num_rows else None
         except Exception as exc:
@@ -402,6 +421,16 @@ class DeltaSink:
                 letters.add(**where, value=None, error=reject.error, stage="span", trace_id=reject.trace_id,
                             span_id=reject.span_id)  # fmt: skip
         return letters
+
+
+@contextmanager
+def storage(action: str, table: str) -> Iterator[None]:
+    """An OSError or DeltaError here is the storage's (a full disk, an object store's 503):
+    a StorageError naming what failed, for the run loop to retry."""
+    try:
+        yield
+    except (OSError, DeltaError) as exc:
+        raise StorageError(f"{action} {table} failed: {describe(exc)}") from exc
 
 
 class _RowsFailed(Exception):

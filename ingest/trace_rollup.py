@@ -12,7 +12,8 @@ Per batch, on the snapshot the MERGE then commits against:
 3. The MERGE joins each partial to its row at that exact location; its predicate names those
    days and request_time ranges literally, so delta-rs reads and rewrites only the files that
    hold them, however full the day is.
-Then `open_changes` says how `open_traces` must change to match what trace_info now holds.
+Then `open_changes` says how `open_traces` must change to match what trace_info now holds: the
+MERGE returns the rows it left (`merged_rows`), so only a replay reads trace_info again (`held_rows`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ MAX_RANGES = 16
 GAP = dt.timedelta(seconds=1)
 
 Range = tuple[dt.datetime, dt.datetime]
+_PARTIAL_COLUMNS = ["trace_id", "request_time", "end_time", "root_span_id", "day"]
 LOCATION_COLUMNS = ["trace_id", "day", "request_time", "end_time", "root_span_id", "llm_call_count"]
 
 
@@ -274,16 +276,18 @@ def with_corrections(partials: pa.Table, deltas: pl.DataFrame) -> pa.Table:
 def merge_traces(
     table: DeltaTable, open_table: DeltaTable, lookup: SpanLookup, partials: pa.Table, spans: pa.Table,
     commit: CommitProperties,
-) -> None:  # fmt: skip
+) -> pl.DataFrame:  # fmt: skip
     """Upsert `partials` (one per trace of `spans`) into trace_info in one commit that also
-    records `commit`'s offsets. Runs inside the commit's retry loop: a lost race re-locates."""
-    where = _frame(partials.select(["trace_id", "request_time", "end_time", "root_span_id", "day"]))
+    records `commit`'s offsets; returns `merged_rows`. Runs inside the commit's retry loop: a lost
+    race re-locates."""
+    where = _frame(partials.select(_PARTIAL_COLUMNS))
     open_table.update_incremental()
     stored = locate(table, where, open_rows(open_table, where))
     partials = with_corrections(partials, token_corrections(lookup, _frame(spans.select(_SPAN_COLUMNS)), stored))
     # Each partial joins its row at the exact (day, request_time) found; a new trace gets a row at
     # its own request_time, where no row of it exists.
-    target = where.join(stored, on="trace_id", how="left", suffix="_stored", maintain_order="left").select(
+    joined = where.join(stored, on="trace_id", how="left", suffix="_stored", maintain_order="left")
+    target = joined.select(
         target_time=pl.coalesce("request_time_stored", "request_time"), target_day=pl.coalesce("day_stored", "day")
     )
     source = partials.append_column("target_time", target["target_time"].to_arrow()).append_column(
@@ -313,6 +317,17 @@ def merge_traces(
         .when_not_matched_insert(INSERTS)
         .execute()
     )
+    return merged_rows(joined)
+
+
+def merged_rows(joined: pl.DataFrame) -> pl.DataFrame:
+    """The rows (trace_id, request_time, day, root_span_id) the MERGE leaves for partials `joined`
+    to their stored rows (suffix _stored): what UPDATES and INSERTS make of those columns."""
+    request_time = pl.min_horizontal("request_time", "request_time_stored")  # least(): nulls ignored
+    return joined.select(
+        "trace_id", request_time=request_time, day=request_time.dt.date(),
+        root_span_id=pl.coalesce("root_span_id", "root_span_id_stored"),
+    )  # fmt: skip
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:
@@ -324,17 +339,22 @@ def _frame(table: pa.Table) -> pl.DataFrame:
 # --- open_traces ----------------------------------------------------------------------------
 
 
-def open_changes(open_table: DeltaTable, table: DeltaTable, partials: pa.Table) -> pl.DataFrame:
-    """What makes `open_traces` list exactly the partials' traces whose trace_info row has no root
-    yet, at that row's location (OPEN_TRACES columns + keep: False deletes). Reads what trace_info
-    holds now, so it is idempotent: a replay after a crash between the two commits computes the same."""
-    frame = _frame(partials.select(["trace_id", "request_time", "end_time", "root_span_id", "day"]))
-    listed = open_rows(open_table, frame)
-    rows = locate(table, frame, listed)
+def open_changes(open_table: DeltaTable, rows: pl.DataFrame) -> pl.DataFrame:
+    """What makes `open_traces` list exactly the traces of `rows` (trace_id, request_time, day,
+    root_span_id: trace_info's rows as the batch left them) that have no root yet, at that row's
+    location (OPEN_TRACES columns + keep: False deletes). Idempotent: a replay computes the same."""
+    listed = open_rows(open_table, rows)
     wanted = rows.filter(pl.col("root_span_id").is_null()).select(OPEN_TRACES.column_names)
     upserts = wanted.join(listed, on=OPEN_TRACES.column_names, how="anti").with_columns(keep=pl.lit(True))
     deletes = listed.join(wanted, on="trace_id", how="anti").with_columns(keep=pl.lit(False))
     return pl.concat([upserts, deletes]).unique("trace_id", keep="first")
+
+
+def held_rows(open_table: DeltaTable, table: DeltaTable, partials: pa.Table) -> pl.DataFrame:
+    """The partials' traces' rows as trace_info holds them now, for `open_changes` when this process
+    did not just MERGE them (a replay after a crash between the two commits)."""
+    frame = _frame(partials.select(_PARTIAL_COLUMNS))
+    return locate(table, frame, open_rows(open_table, frame))
 
 
 def write_open(open_table: DeltaTable, changes: pl.DataFrame, commit: CommitProperties) -> None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Bound now, not on first use: importing the submodule spanlake.jobs.evaluate binds that name
-# to the module, which would shadow the function for every later `from spanlake.jobs import`.
+# Bound now, not on first use: importing the submodules spanlake.jobs.evaluate and .scorer binds
+# those names to the modules, which would shadow the function for every later `from spanlake.jobs import`.
 from spanlake.jobs.evaluate import evaluate as evaluate
+from spanlake.jobs.scorer import scorer as scorer
 
 _EXPORTS = {
-    "scorer": "spanlake.jobs.scorer",
     "Scorer": "spanlake.jobs.scorer",
     "Feedback": "spanlake.jobs.feedback",
     "Expectation": "spanlake.jobs.feedback",
@@ -31,9 +31,14 @@ _EXPORTS = {
     "write_assessments": "spanlake.jobs.assessments",
     "score_traces": "spanlake.jobs.runner",
     "EvaluationResult": "spanlake.jobs.evaluate",
+    **{
+        name: "spanlake.jobs.judges"
+        for name in ("Guidelines", "ExpectationsGuidelines", "Correctness", "RelevanceToQuery", "Safety",
+                     "RetrievalGroundedness", "make_judge")
+    },  # fmt: skip
 }
 
-__all__ = sorted([*_EXPORTS, "evaluate"])
+__all__ = sorted([*_EXPORTS, "evaluate", "scorer"])
 
 
 def __getattr__(name: str) -> Any:

@@ -4,30 +4,30 @@
 `log_feedback`, `log_expectation` and `override_feedback` write one human row each. An override
 is a new row whose `overrides` names the row it replaces: the old row stays, and readers count
 the override instead of it. `typed_value` is the one place a Python value becomes the table's
-typed value columns (and `plain_value` the way back).
+typed value columns (spanlake.query.assessments reads them back).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, write_deltalake
 
 from spanlake.errors import ScoringError
 from spanlake.jobs.feedback import AssessmentError, AssessmentSource, Expectation, Feedback
-from spanlake.query.search import open_delta, warehouse_location
+from spanlake.query.assessments import scan_assessments
+from spanlake.query.search import warehouse_location
 from spanlake.tables.delta import NO_CHECKPOINT, check_warehouse, open_or_create, table_uri, writer_properties
 from spanlake.tables.schemas import ASSESSMENTS
 
 __all__ = [
-    "RESULT_COLUMNS", "RESULT_SCHEMA", "feedback_row", "log_expectation", "log_feedback", "override_feedback", "plain_value",
-    "read_assessments", "result_row", "typed_value", "write_assessments",
+    "RESULT_COLUMNS", "RESULT_SCHEMA", "feedback_row", "log_expectation", "log_feedback", "override_feedback",
+    "result_row", "typed_value", "write_assessments",
 ]  # fmt: skip
 
 # What the runner returns: the table's columns minus those a write adds, plus the scorer's name.
@@ -46,7 +46,7 @@ def typed_value(value: Any) -> dict[str, Any]:
     TypeError naming its type (the runner records it as the scorer's error)."""
     if value is None:
         return _NO_VALUE
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:  # a scalar, not an array
         value = value.item()
     if isinstance(value, bool):
         return {**_NO_VALUE, "value_type": "bool", "value_bool": value}
@@ -61,19 +61,6 @@ def typed_value(value: Any) -> dict[str, Any]:
             raise TypeError(f"a {type(value).__name__} value must be JSON-serialisable: {exc}") from None
         return {**_NO_VALUE, "value_type": "json", "value_json": text}
     raise TypeError(f"a value must be a bool, number, string, list or dict, not {type(value).__name__}")
-
-
-def plain_value(value_type: str | None, boolean: Any, number: Any, string: Any, json_text: Any) -> Any:
-    """`typed_value` reversed: the Python value of a row's value columns (integral numbers as int)."""
-    if value_type == "bool":
-        return boolean
-    if value_type == "number":
-        return int(number) if number is not None and math.isfinite(number) and number.is_integer() else number
-    if value_type == "string":
-        return string
-    if value_type == "json":
-        return None if json_text is None else json.loads(json_text)
-    return None
 
 
 def result_row(
@@ -139,17 +126,6 @@ def _append(
         post_commithook_properties=NO_CHECKPOINT,
     )  # fmt: skip
     return ids
-
-
-def read_assessments(
-    warehouse: str, storage_options: Mapping[str, str] | None, *filters: pl.Expr
-) -> pl.DataFrame | None:
-    """The assessments rows matching `filters`, or None when the table does not exist yet."""
-    options = dict(storage_options or {})
-    if not DeltaTable.is_deltatable(table_uri(warehouse, ASSESSMENTS.name), options or None):
-        return None
-    _, scan = open_delta(ASSESSMENTS.name, warehouse, options)
-    return scan.filter(*filters).collect() if filters else scan.collect()
 
 
 # --- the human API ------------------------------------------------------------------------
@@ -224,10 +200,12 @@ def override_feedback(
     name and span whose `overrides` is `assessment_id`; the old row stays for the record.
     Returns the new assessment_id."""
     where, options = warehouse_location(warehouse, storage_options)
-    found = read_assessments(
-        where, options, pl.col("assessment_id") == assessment_id, pl.col("trace_id") == trace_id
+    found = (
+        scan_assessments(warehouse=where, storage_options=options, valid_only=False)
+        .filter(pl.col("assessment_id") == assessment_id, pl.col("trace_id") == trace_id)
+        .collect()
     )
-    if found is None or found.is_empty():
+    if found.is_empty():
         raise ScoringError(f"no assessment {assessment_id!r} on trace {trace_id} in {where} to override")
     old = found.row(0, named=True)
     if old["kind"] != "feedback":

@@ -49,7 +49,10 @@ class BuiltinScorer(Scorer):
         )  # fmt: skip
         self.settings = settings
 
-    def __call__(self, traces: pl.DataFrame, spans: pl.DataFrame | None = None) -> pl.Expr | pl.Series:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.score(*args, **kwargs)
+
+    def score(self, traces: pl.DataFrame, spans: pl.DataFrame | None = None) -> pl.Expr | pl.Series:
         return self.expression()
 
     def expression(self) -> pl.Expr:
@@ -127,7 +130,7 @@ class _SpanRule(BuiltinScorer):
     def failed(self) -> pl.Expr:
         raise NotImplementedError
 
-    def __call__(self, traces: pl.DataFrame, spans: pl.DataFrame | None = None) -> pl.Series:
+    def score(self, traces: pl.DataFrame, spans: pl.DataFrame | None = None) -> pl.Series:
         assert spans is not None
         per_trace = (
             spans.lazy().filter(pl.col("span_type") == self.span_type)
@@ -284,7 +287,7 @@ class PIIDetection(BuiltinScorer):
             if any(check is None or check(m.group()) for m in regex.finditer(text))
         ]  # fmt: skip
 
-    def __call__(self, traces: pl.DataFrame, spans: pl.DataFrame | None = None) -> pl.Series:
+    def score(self, traces: pl.DataFrame, spans: pl.DataFrame | None = None) -> pl.Series:
         text = traces[self.field]
         candidate = text.str.contains(self._gate).fill_null(False)
         found: list[list[str] | None] = [None] * traces.height

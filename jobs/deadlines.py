@@ -1,8 +1,9 @@
 """Timeouts for scorer calls without a thread per call (a thread start costs more than a fast
 scorer): on the main thread a SIGALRM interval timer (`signal.setitimer`, two system calls per
-call), elsewhere (thread-pool workers, a caller that is not the main thread, or a SIGALRM timer
-someone else already set) one watchdog thread that raises `ScorerTimedOut` in the late thread
-with `PyThreadState_SetAsyncExc`.
+call), elsewhere (thread-pool workers, a caller that is not the main thread) one watchdog thread
+that raises `ScorerTimedOut` in the late thread with `PyThreadState_SetAsyncExc`. A one-shot
+SIGALRM timer someone else set (pytest-timeout, say) keeps working: each call's timer is cut to
+it, and when it is due its handler runs; a repeating one makes the runner use the watchdog.
 
 Both interrupt Python code between bytecodes: a scorer blocked inside one long C call (a socket
 read without a timeout) is interrupted when that call returns. `ScorerTimedOut` derives from
@@ -36,6 +37,8 @@ class Deadlines:
 
     def __init__(self) -> None:
         self._armed = False
+        self._call_due = 0.0
+        self._outer_due: float | None = None
         self._previous: Any = None
         self._use_signal = False
         self._cond = threading.Condition()
@@ -46,16 +49,19 @@ class Deadlines:
 
     def __enter__(self) -> Deadlines:
         main = threading.current_thread() is threading.main_thread()
-        if main and hasattr(signal, "setitimer") and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
-            self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
-            self._use_signal = True
+        if main and hasattr(signal, "setitimer"):
+            remaining, interval = signal.getitimer(signal.ITIMER_REAL)
+            if interval == 0:
+                self._outer_due = time.monotonic() + remaining if remaining > 0 else None
+                self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
+                self._use_signal = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._use_signal:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._previous)
             self._use_signal = False
+            signal.signal(signal.SIGALRM, self._previous)
+            self._rearm(None)
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -64,19 +70,33 @@ class Deadlines:
         if timeout <= 0:
             return fn(**kwargs)
         if self._use_signal and threading.current_thread() is threading.main_thread():
+            self._call_due = time.monotonic() + timeout
             self._armed = True
-            signal.setitimer(signal.ITIMER_REAL, timeout)
+            self._rearm(self._call_due)
             try:
                 return fn(**kwargs)
             finally:
                 self._armed = False  # an alarm from here on is ignored
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                self._rearm(None)
         return self._watched(fn, kwargs, timeout)
 
+    def _rearm(self, call_due: float | None) -> None:
+        """The timer set to the earlier of the call's deadline and the outer timer's (or off)."""
+        dues = [d for d in (call_due, self._outer_due) if d is not None]
+        signal.setitimer(signal.ITIMER_REAL, max(min(dues) - time.monotonic(), 1e-6) if dues else 0)
+
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self._outer_due is not None and time.monotonic() >= self._outer_due:
+            self._outer_due = None
+            if callable(self._previous):
+                self._previous(signum, frame)
+            elif self._previous == signal.SIG_DFL:  # what the outer timer would have done: end the process
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                signal.raise_signal(signal.SIGALRM)
         if self._armed:
             self._armed = False
             raise ScorerTimedOut
+        self._rearm(None)
 
     # --- the watchdog -------------------------------------------------------------------
 

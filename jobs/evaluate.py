@@ -17,7 +17,7 @@ import polars as pl
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from spanlake.errors import ScoringError
-from spanlake.jobs.assessments import plain_value, write_assessments
+from spanlake.jobs.assessments import write_assessments
 from spanlake.jobs.datasets import Dataset
 from spanlake.jobs.deadlines import Deadlines
 from spanlake.jobs.job_runs import JobRun, one_line
@@ -25,6 +25,7 @@ from spanlake.jobs.loading import RowsBatch
 from spanlake.jobs.predict import predict
 from spanlake.jobs.runner import check_scorers, results_frame, score_batch, score_traces
 from spanlake.jobs.scorer import Aggregation, Scorer
+from spanlake.query.assessments import value_as_number
 from spanlake.query.search import TimeArg, TracePage, scan_traces, warehouse_location
 
 __all__ = ["EvaluationResult", "evaluate", "metrics_of", "wide_results"]
@@ -93,18 +94,18 @@ def evaluate(
         run.record(warehouse=where, storage_options=options, error=one_line(exc))
         raise
     run.record(warehouse=where, storage_options=options)
-    return EvaluationResult(run.run_id, metrics_of(results, checked), wide_results(trace_ids, results), dataset)
+    return EvaluationResult(run.run_id, metrics_of(results, checked), wide_results(trace_ids, results, checked), dataset)
 
 
 # --- what data is -----------------------------------------------------------------------------
 
 
-def _rows(data: Any) -> list[Mapping[str, Any]] | None:
+def _rows(data: Any) -> Sequence[Mapping[str, Any]] | None:
     """`data` as rows of inputs/outputs/expectations, or None when it names stored traces."""
     if isinstance(data, Dataset):
         return list(data.to_rows())
     if isinstance(data, pl.DataFrame) and "inputs" in data.columns:
-        return data.to_dicts()
+        return list(data.to_dicts())
     if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
         for i, row in enumerate(data):
             if "inputs" not in row:
@@ -146,7 +147,7 @@ def _describe(data: Any) -> str:
     return f"a {type(data).__name__}"
 
 
-def _score_rows(rows: list[Mapping[str, Any]], scorers: list[Scorer]) -> tuple[list[str], pl.DataFrame]:
+def _score_rows(rows: Sequence[Mapping[str, Any]], scorers: list[Scorer]) -> tuple[list[str], pl.DataFrame]:
     session = [s.name for s in scorers if s.session_level]
     if session:
         raise ScoringError(f"scorer {session[0]!r} takes `session`: it needs stored traces, not rows")
@@ -172,11 +173,14 @@ def _value_column(name: str, rows: pl.DataFrame) -> pl.Expr:
     return pl.coalesce(texts).alias(f"{name}/value")
 
 
-def wide_results(trace_ids: Sequence[str], results: pl.DataFrame) -> pl.DataFrame:
-    """One row per trace, three columns per assessment name. A scorer with several results on
-    one trace (one per span) shows its first here; assessments holds them all."""
+def wide_results(trace_ids: Sequence[str], results: pl.DataFrame, scorers: Sequence[Scorer]) -> pl.DataFrame:
+    """One row per trace, three columns per assessment name, in the scorers' order. A scorer
+    with several results on one trace (one per span) shows its first here; assessments holds all."""
     out = pl.DataFrame({"trace_id": list(trace_ids)}, schema={"trace_id": pl.String})
-    for name in results["name"].unique(maintain_order=True):
+    rank = {s.name: i for i, s in enumerate(scorers)}
+    named = results.select("name", "scorer").unique(maintain_order=True).rows()
+    ordered = dict.fromkeys(name for name, _ in sorted(named, key=lambda pair: rank.get(pair[1], len(rank))))
+    for name in ordered:
         rows = results.filter(pl.col("name") == name).unique("trace_id", keep="first", maintain_order=True)
         columns = rows.select(
             "trace_id", _value_column(name, rows), pl.col("rationale").alias(f"{name}/rationale"),
@@ -187,17 +191,8 @@ def wide_results(trace_ids: Sequence[str], results: pl.DataFrame) -> pl.DataFram
 
 
 def _numbers(rows: pl.DataFrame) -> pl.Series:
-    """The values a metric averages: bools and yes/no as 1/0, numbers as they are."""
-    values = [
-        plain_value(*r)
-        for r in rows.select("value_type", "value_bool", "value_number", "value_string", "value_json").iter_rows()
-    ]  # fmt: skip
-    words = {"yes": 1.0, "no": 0.0}
-    out = [
-        float(v) if isinstance(v, (bool, int, float)) else words.get(v.lower()) if isinstance(v, str) else None
-        for v in values
-    ]  # fmt: skip
-    return pl.Series(out, dtype=pl.Float64).drop_nulls().drop_nans()
+    """The values a metric averages: the read layer's rule (bools and yes/no as 1/0)."""
+    return rows.select(value_as_number()).to_series().drop_nulls().drop_nans()
 
 
 def _aggregate(values: pl.Series, agg: Aggregation) -> float | None:

@@ -17,7 +17,7 @@ import orjson
 import polars as pl
 
 from spanlake.errors import ScoringError
-from spanlake.jobs.assessments import plain_value, read_assessments
+from spanlake.query.assessments import assessment_value, scan_assessments
 from spanlake.query.search import open_table, spans_of, trace_id_in
 from spanlake.query.traces import Trace, order_spans
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
@@ -190,16 +190,15 @@ class RowsBatch(Batch):
 def expectations_of(trace_ids: Sequence[str], warehouse: str, options: Mapping[str, str]) -> list[dict[str, Any]]:
     """Per trace id, {name: value} of its expectation assessments (the latest per name); empty
     dicts when the assessments table does not exist yet."""
-    found = read_assessments(
-        warehouse, options, pl.col("kind") == "expectation", pl.col("error_code").is_null(), trace_id_in(trace_ids)
+    found = (
+        scan_assessments(warehouse=warehouse, storage_options=options, kind="expectation")
+        .filter(pl.col("error_code").is_null(), trace_id_in(trace_ids))
+        .collect()
     )
-    if found is None or found.is_empty():
-        return [{} for _ in trace_ids]
     latest = found.sort("created_at").unique(["trace_id", "name"], keep="last")
     out: dict[str, dict[str, Any]] = {}
     for row in latest.iter_rows(named=True):
-        value = plain_value(row["value_type"], row["value_bool"], row["value_number"], row["value_string"], row["value_json"])
-        out.setdefault(row["trace_id"], {})[row["name"]] = value
+        out.setdefault(row["trace_id"], {})[row["name"]] = assessment_value(row)
     return [out.get(t, {}) for t in trace_ids]
 
 

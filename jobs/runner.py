@@ -10,8 +10,10 @@ returned something no assessment can hold) or SCORER_TIMEOUT (jobs/deadlines.py)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import polars as pl
@@ -44,6 +46,8 @@ def score_traces(
     (RESULT_COLUMNS: the assessments columns a write does not add, plus `scorer`).
     `on_progress(n)` is called with the number of traces scored so far after each batch."""
     checked = check_scorers(scorers)
+    for s in checked:
+        s.start_run()  # a judge's per-run budget starts afresh
     if "trace_id" not in traces.columns:
         raise ScoringError(f"traces to score need a trace_id column; got {', '.join(traces.columns) or 'no columns'}")
     traces = traces.unique("trace_id", keep="first", maintain_order=True)
@@ -99,11 +103,11 @@ def score_batch(batch: Batch, scorers: Sequence[Scorer], deadlines: Deadlines) -
     def kwargs(s: Scorer, i: int) -> dict[str, Any]:
         return {p: args[p][i] for p in s.params if p in args}
 
-    pools: list[tuple[Scorer, ThreadPoolExecutor, list[Future[Outcome]]]] = []
+    pools: list[tuple[Scorer, ThreadPoolExecutor, list[_Pooled]]] = []
     for s in calls:
         if s.concurrency > 1:  # I/O-bound (a judge): calls overlap in a pool of that size
             pool = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix=f"scorer-{s.name}")
-            pools.append((s, pool, [pool.submit(_call, s, kwargs(s, i), deadlines) for i in range(len(ids))]))
+            pools.append((s, pool, [_Pooled(pool, s, kwargs(s, i), deadlines) for i in range(len(ids))]))
     out = [_vectorized(s, batch, deadlines) for s in scorers if s.vectorized]
     rows: list[dict[str, Any]] = []
     for s in calls:
@@ -111,11 +115,11 @@ def score_batch(batch: Batch, scorers: Sequence[Scorer], deadlines: Deadlines) -
             record = _recorder(s, rows)
             for i, trace_id in enumerate(ids):
                 record(trace_id, _call(s, kwargs(s, i), deadlines))
-    for s, pool, futures in pools:
+    for s, pool, pending in pools:
         record = _recorder(s, rows)
-        for trace_id, future in zip(ids, futures):
-            record(trace_id, future.result())
-        pool.shutdown()
+        for trace_id, call in zip(ids, pending):
+            record(trace_id, call.outcome())
+        pool.shutdown(wait=False, cancel_futures=True)  # a call given up on finishes in the background
     out.append(pl.DataFrame(rows, schema=RESULT_SCHEMA))
     return out
 
@@ -129,6 +133,33 @@ def _call(s: Scorer, kwargs: dict[str, Any], deadlines: Deadlines) -> Outcome:
         return None, AssessmentError.of(exc)
 
 
+class _Pooled:
+    """One call in a scorer's pool. The watchdog interrupts it in Python code; one blocked in C
+    (a socket read) is given up on shortly after its deadline, counted from when it started."""
+
+    GRACE = 0.05  # seconds past the deadline: the watchdog's own interruption comes first
+
+    def __init__(self, pool: ThreadPoolExecutor, s: Scorer, kwargs: dict[str, Any], deadlines: Deadlines) -> None:
+        self.scorer, self.started = s, 0.0
+        self.future: Future[Outcome] = pool.submit(self._run, kwargs, deadlines)
+
+    def _run(self, kwargs: dict[str, Any], deadlines: Deadlines) -> Outcome:
+        self.started = time.monotonic()
+        return _call(self.scorer, kwargs, deadlines)
+
+    def outcome(self) -> Outcome:
+        timeout = self.scorer.timeout
+        while True:
+            if timeout <= 0:
+                return self.future.result()
+            wait = 0.05 if not self.started else self.started + timeout + self.GRACE - time.monotonic()
+            try:
+                return self.future.result(timeout=max(wait, 0))
+            except FutureTimeout:
+                if self.started and time.monotonic() >= self.started + timeout + self.GRACE:
+                    return None, _timeout(self.scorer)
+
+
 def _timeout(s: Scorer) -> AssessmentError:
     return AssessmentError(SCORER_TIMEOUT, f"scorer {s.name!r} ran past its timeout of {s.timeout:g} s")
 
@@ -136,7 +167,7 @@ def _timeout(s: Scorer) -> AssessmentError:
 def _recorder(s: Scorer, rows: list[dict[str, Any]]) -> Callable[[str, Outcome], None]:
     """record(trace_id, outcome): appends the rows a scorer's outcome on one trace makes."""
     source = AssessmentSource(s.source_type, s.name)
-    base = {"name": s.name, "source": source, "scorer": s.name, "scorer_version": s.version}
+    base: dict[str, Any] = {"name": s.name, "source": source, "scorer": s.name, "scorer_version": s.version}
 
     def record(trace_id: str, outcome: Outcome) -> None:
         value, error = outcome
@@ -144,7 +175,7 @@ def _recorder(s: Scorer, rows: list[dict[str, Any]]) -> Callable[[str, Outcome],
             try:
                 rows.extend(_rows_of(value, trace_id, base))
                 return
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 error = AssessmentError(SCORER_ERROR, f"scorer {s.name!r} {exc}")
         rows.append(result_row(trace_id=trace_id, value=None, error=error, **base))
 
@@ -179,8 +210,10 @@ def _vectorized(s: Scorer, batch: Batch, deadlines: Deadlines) -> pl.DataFrame:
     frame = batch.vector_frame()
     extra = {"spans": batch.spans()} if "spans" in s.params else {}
 
+    vectorized: Any = s  # called with the frame first, not by parameter name
+
     def run() -> pl.Series:
-        return _values(s(frame, **extra), frame)
+        return _values(vectorized(frame, **extra), frame)
 
     try:
         values = deadlines.call(run, {}, s.timeout)
@@ -217,7 +250,7 @@ def _value_type(dtype: pl.DataType) -> str:
 def _vector_rows(s: Scorer, ids: pl.Series, values: pl.Series) -> pl.DataFrame:
     frame = pl.DataFrame({"trace_id": ids, "v": values})
     value, rationale = pl.col("v"), pl.lit(None, dtype=pl.String)
-    dtype = values.dtype
+    dtype: Any = values.dtype
     if isinstance(dtype, pl.Struct):
         fields = {f.name: f.dtype for f in dtype.fields}
         if "value" not in fields:

@@ -1,6 +1,7 @@
 """The query layer, the read layer that jobs and the dashboard import: the trace filter
 language, `scan_traces` (the traces matching a filter and time range, as a LazyFrame), trace
-search with stable paging, and single trace retrieval. Names load on first use, so
+search with stable paging, single trace retrieval (MLflow-shaped `Trace`), and `scan_assessments`
+(scorer, judge and human results with overrides resolved). Names load on first use, so
 `import spanlake.query` does not import Polars.
 
     from spanlake.query import scan_traces, search_traces, get_trace
@@ -9,6 +10,8 @@ search with stable paging, and single trace retrieval. Names load on first use, 
     page = search_traces("trace.status = 'ERROR' AND span.type = 'LLM'", max_results=50)
     page.frame, page.next_page_token
     print(get_trace(page["trace_id"][0]).tree())
+    judged_no = scan_traces("feedback.correctness = 'no'")  # overrides resolved: a human "yes" wins
+    scan_assessments(kind="feedback").group_by("name").agg(rate=value_as_number().mean()).collect()
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ _EXPORTS = {
     "get_trace": "spanlake.query.traces",
     "Trace": "spanlake.query.traces",
     "TraceNotFoundError": "spanlake.query.traces",
+    "Assessment": "spanlake.query.entities",
+    "Span": "spanlake.query.entities",
+    "SpanStatus": "spanlake.query.entities",
+    "TraceData": "spanlake.query.entities",
+    "TraceInfo": "spanlake.query.entities",
+    "scan_assessments": "spanlake.query.assessments",
+    "assessment_value": "spanlake.query.assessments",
+    "value_as_number": "spanlake.query.assessments",
     "compile_filter": "spanlake.query.filters",
     "parse_filter": "spanlake.query.grammar",
 }

@@ -16,6 +16,7 @@ from typing import TypeAlias, TypeGuard
 import polars as pl
 
 from spanlake.errors import FilterError
+from spanlake.query.assessments import ASSESSMENT_KINDS, BOOL_WORDS
 from spanlake.query.grammar import (
     PATTERN_OPS,
     And,
@@ -31,7 +32,8 @@ from spanlake.query.grammar import (
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
 __all__ = [
-    "CompiledFilter", "Field", "FilterError", "Node", "compile_filter", "order_key", "parse_filter", "resolve_field",
+    "ASSESSMENT_MATCH", "CompiledFilter", "Field", "FilterError", "Node", "compile_filter", "order_key",
+    "parse_filter", "resolve_field",
 ]  # fmt: skip
 
 
@@ -90,6 +92,7 @@ def parse_date(lit: Literal, field: str) -> dt.date:
 # --- fields -----------------------------------------------------------------------------
 
 SPAN_MATCH = "__span_match_{}"
+ASSESSMENT_MATCH = "__assessment_match_{}"
 TRACE_ALIASES = {  # MLflow's trace./attributes. names -> (trace_info column, value is epoch ms)
     "timestamp_ms": ("request_time", True),
     "execution_time_ms": ("duration_ms", False),
@@ -103,7 +106,8 @@ VALID_FIELDS = (
     f"a trace_info column ({', '.join(TRACE_INFO.column_names)}) or one of "
     f"{', '.join([*TRACE_ALIASES, 'client_request_id', 'text'])}, bare or as trace.<x> / attributes.<x>; "
     "tags.<key>; metadata.<key>; "
-    "span.name, span.type, span.status, span.content, span.attributes.<key>, span.<span_data column>"
+    "span.name, span.type, span.status, span.content, span.attributes.<key>, span.<span_data column>; "
+    "feedback.<name>, expectation.<name>"
 )
 _TRACE_DTYPES = dict(pl.from_arrow(TRACE_INFO.schema.empty_table()).schema)  # type: ignore[union-attr]
 _SPAN_DTYPES = dict(pl.from_arrow(SPAN_DATA.schema.empty_table()).schema)  # type: ignore[union-attr]
@@ -120,6 +124,7 @@ class Field:
     column: str | None = None  # the plain column read, when there is one
     on_spans: bool = False
     ms: bool = False  # a time whose value is whole epoch ms (request_time floored)
+    assessment: tuple[str, str] | None = None  # (kind, name) of a feedback./expectation. field
 
     @property
     def expr(self) -> pl.Expr:
@@ -186,6 +191,8 @@ def resolve_field(path: tuple[str, ...], pos: int) -> Field:
         found = Field(shown, "string", (pl.col(column).map.get(".".join(rest)),))
     elif head == "span" and rest:
         found = _span_field(rest, shown)
+    elif head in ASSESSMENT_KINDS and rest and all(rest):  # over assessments rows: see assessment_predicate
+        found = Field(shown, "assessment", (pl.col("value_string"),), assessment=(head, ".".join(rest)))
     if found is None:
         raise FilterError(f"unknown field {shown!r} at position {pos}; valid fields: {VALID_FIELDS}")
     return found
@@ -215,9 +222,11 @@ _OPS = {
     "json": ("=", "!=", *_ORDERING, *PATTERN_OPS, "IN"),
     "text": ("=", "!=", *PATTERN_OPS),
     "map": (),
+    "assessment": ("=", "!=", *_ORDERING, *PATTERN_OPS, "IN"),
 }
 _KIND_NAMES = {"string": "a string", "list": "a list of strings", "number": "a number", "time": "a time",
-               "date": "a date", "json": "a JSON attribute", "text": "full text", "map": "a map"}  # fmt: skip
+               "date": "a date", "json": "a JSON attribute", "text": "full text", "map": "a map",
+               "assessment": "an assessment value"}  # fmt: skip
 _TIME = pl.Datetime("us", "UTC")
 
 
@@ -239,6 +248,11 @@ class CompiledFilter:
     # `m0` for "state = 'OK' AND span.type = 'TOOL' AND span.status = 'ERROR'": the search can keep only
     # those span matches and inner-join them, instead of joining every trace of the range.
     span_required: pl.Expr | None = None
+    # Like span_predicates, over valid assessments rows (one per feedback./expectation. clause),
+    # each turned into the boolean column ASSESSMENT_MATCH.format(i); `assessment_required`, a
+    # condition on those columns that every matching trace meets (None: none).
+    assessment_predicates: tuple[pl.Expr, ...] = ()
+    assessment_required: pl.Expr | None = None
 
 
 def _type_error(fld: Field, lit: Literal, why: str = "") -> FilterError:
@@ -267,7 +281,7 @@ def _check(fld: Field, clause: Clause) -> tuple[str, bool]:
             raise _type_error(fld, lit)
         if is_str and fld.kind == "number":
             raise _type_error(fld, lit)
-        if is_str and fld.kind == "json" and base in _ORDERING:
+        if is_str and fld.kind in ("json", "assessment") and base in _ORDERING:
             raise _type_error(fld, lit, " (<, <=, >, >= compare numbers)")
     return base, negated
 
@@ -394,6 +408,34 @@ def clause_expr(fld: Field, clause: Clause) -> pl.Expr:
     return ~out if negated else out
 
 
+def assessment_predicate(fld: Field, clause: Clause) -> pl.Expr:
+    """A `feedback.<name>` / `expectation.<name>` clause over assessments rows: the row is of that
+    kind and name and its value satisfies the clause. A value compares only with values of its
+    own type: a quoted value with string values (and, for the words of BOOL_WORDS, with bools:
+    'yes' and 'true' match True), a number with number values; so `!=` and NOT IN are true for a
+    row of a comparable type whose value differs, and never for an error (no value). IS NOT NULL
+    is "has a value"; the compiler makes IS NULL its negation at the trace level."""
+    assert fld.assessment is not None
+    kind, name = fld.assessment
+    base, negated = _check(fld, clause)
+    row = (pl.col("kind") == kind) & (pl.col("name") == name)
+    if base in ("IS NULL", "IS NOT NULL"):
+        return row & pl.col("value_type").is_not_null()
+    value_type = pl.col("value_type")
+    strs = tuple(v for v in clause.values if isinstance(v.value, str))
+    nums = tuple(v for v in clause.values if not isinstance(v.value, str))
+    groups: list[tuple[pl.Expr, pl.Expr]] = []  # (the row's value is comparable, the comparison)
+    if strs:
+        groups.append((value_type == "string", _strings(pl.col("value_string"), base, strs)))
+        flags = [BOOL_WORDS[str(v.value).lower()] for v in strs if str(v.value).lower() in BOOL_WORDS]
+        if flags and base not in PATTERN_OPS:
+            same = pl.col("value_bool").is_in(pl.Series(flags, dtype=pl.Boolean).implode())
+            groups.append((value_type == "bool", ~same if base == "!=" else same))
+    if nums:
+        groups.append((value_type == "number", _numbers(pl.col("value_number"), pl.Float64(), base, nums)))
+    return row & any_of([comparable & (~test if negated else test) for comparable, test in groups]).fill_null(False)
+
+
 def _day_bound(clause: Clause) -> tuple[dt.date | None, dt.date | None]:
     fld = resolve_field(clause.field, clause.pos)
     if fld.on_spans or fld.column not in ("request_time", "day") or clause.op not in ("=", *_ORDERING):
@@ -453,6 +495,15 @@ class _Compiler:
 
     def __init__(self) -> None:
         self.span_predicates: list[pl.Expr] = []
+        self.assessment_predicates: list[pl.Expr] = []
+        self.assessment_clauses: dict[int, int] = {}  # id(clause) -> its ASSESSMENT_MATCH index
+
+    def assessment(self, fld: Field, clause: Clause) -> pl.Expr:
+        """The trace has a valid assessment row where the clause holds (IS NULL: it has none)."""
+        self.assessment_clauses[id(clause)] = len(self.assessment_predicates)
+        self.assessment_predicates.append(assessment_predicate(fld, clause))
+        match = pl.col(ASSESSMENT_MATCH.format(len(self.assessment_predicates) - 1))
+        return ~match if clause.op == "IS NULL" else match
 
     def trace_side(self, built: _Built) -> tuple[pl.Expr, pl.Expr | None]:
         """(expression over trace_info, a necessary condition on the span matches or None)."""
@@ -475,6 +526,9 @@ class _Compiler:
         for item in items:  # in text order, so the first bad clause is the one reported
             if isinstance(item, Clause):
                 fld = resolve_field(item.field, item.pos)
+                if fld.assessment is not None:  # each one its own EXISTS: one row has one name
+                    parts.append((self.assessment(fld, item), None))
+                    continue
                 expr = clause_expr(fld, item)
                 if fld.on_spans:
                     span_exprs.append(expr)
@@ -556,4 +610,18 @@ def compile_filter(text: str | None) -> CompiledFilter:
     node = parse_filter(text)
     compiler = _Compiler()
     predicate, required = compiler.trace_side(compiler.build(node))
-    return CompiledFilter(predicate, tuple(compiler.span_predicates), _days(node), required)
+    # An assessment clause in the top-level AND must match for the trace to: only traces with
+    # such rows need joining (an inner join on the few assessments rows that match).
+    needed = [
+        pl.col(ASSESSMENT_MATCH.format(compiler.assessment_clauses[id(c)]))
+        for c in _conjuncts(node)
+        if isinstance(c, Clause) and id(c) in compiler.assessment_clauses and c.op != "IS NULL"
+    ]
+    return CompiledFilter(
+        predicate,
+        tuple(compiler.span_predicates),
+        _days(node),
+        required,
+        tuple(compiler.assessment_predicates),
+        all_of(needed) if needed else None,
+    )

@@ -3,7 +3,8 @@ the page token that makes paging stable while ingest keeps writing.
 
 A page token is urlsafe base64 (no padding) of JSON
     {"v": 1, "q": <query fingerprint>, "t": <trace_info version>, "s": <span_data version | null>,
-     "k": [<sort key values of the page's last row>..., <its trace_id>]}
+     "k": [<sort key values of the page's last row>..., <its trace_id>],
+     "a": <assessments version, -1 while the table is missing; only for feedback./expectation. filters>}
 Every page reads the Delta versions the first page read, so MERGEs and appends that land
 between page reads are invisible to the rest of the walk (no duplicates, no gaps), and the
 keyset cursor `k` starts the next page right after the last row (no OFFSET re-scan).
@@ -25,12 +26,20 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from spanlake.errors import FilterError, TableError
-from spanlake.query.filters import SPAN_MATCH, CompiledFilter, any_of, compile_filter, order_key, parse_time_us
+from spanlake.errors import FilterError
+from spanlake.query.assessments import assessments_since, with_validity
+from spanlake.query.filters import (
+    ASSESSMENT_MATCH,
+    SPAN_MATCH,
+    CompiledFilter,
+    any_of,
+    compile_filter,
+    order_key,
+    parse_time_us,
+)
 from spanlake.query.grammar import Literal
-from spanlake.tables import table_uri
+from spanlake.query.location import open_delta, open_if_exists, open_table, warehouse_location
 from spanlake.tables.schemas import TRACE_INFO
 
 __all__ = ["TracePage", "count_traces", "scan_traces", "search_traces", "spans_of", "trace_id_in"]
@@ -84,6 +93,7 @@ class _Cursor:
     trace_version: int
     span_version: int | None
     after: list[Any]
+    assessment_version: int | None = None
 
 
 # --- arguments --------------------------------------------------------------------------
@@ -137,8 +147,12 @@ def _build_query(
 # --- page tokens ------------------------------------------------------------------------
 
 
-def _encode_token(query: _Query, trace_version: int, span_version: int | None, after: list[Any]) -> str:
+def _encode_token(
+    query: _Query, trace_version: int, span_version: int | None, after: list[Any], assessment_version: int | None
+) -> str:
     payload = {"v": TOKEN_VERSION, "q": query.fingerprint, "t": trace_version, "s": span_version, "k": after}
+    if assessment_version is not None:
+        payload["a"] = assessment_version
     return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
@@ -146,7 +160,13 @@ def _decode_token(token: str, query: _Query) -> _Cursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)
-        cursor = _Cursor(int(payload["t"]), None if payload["s"] is None else int(payload["s"]), list(payload["k"]))
+        assessed = payload.get("a")
+        cursor = _Cursor(
+            int(payload["t"]),
+            None if payload["s"] is None else int(payload["s"]),
+            list(payload["k"]),
+            None if assessed is None else int(assessed),
+        )
         version = payload["v"]
     except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError):
         raise FilterError("invalid page token: pass the next_page_token of a previous search unchanged") from None
@@ -159,46 +179,6 @@ def _decode_token(token: str, query: _Query) -> _Cursor:
 
 
 # --- plan -------------------------------------------------------------------------------
-
-
-def warehouse_location(
-    warehouse: str | None, storage_options: Mapping[str, str] | None
-) -> tuple[str, dict[str, str]]:
-    """The warehouse and storage options to use: arguments first, else SPANLAKE_* settings."""
-    if warehouse is None:
-        from spanlake.settings import Settings
-
-        settings = Settings()
-        warehouse = settings.warehouse
-        storage_options = storage_options if storage_options is not None else settings.storage_options
-    return warehouse, dict(storage_options or {})
-
-
-def open_delta(
-    name: str, warehouse: str, storage_options: Mapping[str, str], version: int | None = None
-) -> tuple[DeltaTable, pl.LazyFrame]:
-    """(table, lazy scan) of a table: the DeltaTable object pins the version for Polars."""
-    uri = table_uri(warehouse, name)
-    try:
-        table = DeltaTable(uri, version=version, storage_options=dict(storage_options) or None)
-    except TableNotFoundError:
-        raise TableError(f"table {name!r} does not exist at {uri}") from None
-    except DeltaError as exc:
-        if version is None:
-            raise TableError(f"cannot read table {name!r} at {uri}: {exc}") from exc
-        raise TableError(
-            f"table {name!r} version {version} (pinned by the page token) is no longer readable; "
-            "start the search again without a page token"
-        ) from exc
-    return table, pl.scan_delta(table)
-
-
-def open_table(
-    name: str, warehouse: str, storage_options: Mapping[str, str], version: int | None = None
-) -> tuple[int, pl.LazyFrame]:
-    """(version read, lazy scan) of a table: the DeltaTable object pins the version for Polars."""
-    table, scan = open_delta(name, warehouse, storage_options, version)
-    return table.version(), scan
 
 
 def _day_filter(days: tuple[dt.date | None, dt.date | None]) -> list[pl.Expr]:
@@ -229,11 +209,17 @@ def _span_days(table: DeltaTable, days: Days) -> Days:
 
 
 def _filtered(
-    query: _Query, traces: pl.LazyFrame, spans: pl.LazyFrame | None, table: DeltaTable, days: Days | None = None
+    query: _Query,
+    traces: pl.LazyFrame,
+    spans: pl.LazyFrame | None,
+    table: DeltaTable,
+    days: Days | None = None,
+    assessments: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions.
     `days` narrows the query's own day bounds (one step of a day-by-day walk); `table` is the
-    trace_info table `traces` reads."""
+    trace_info table `traces` reads; `assessments` the assessments rows (for feedback. and
+    expectation. clauses)."""
     days = query.days if days is None else days
     start, end = query.time_range
     preds = _day_filter(days)
@@ -259,8 +245,36 @@ def _filtered(
         lf = lf.join(matched, on="trace_id", how="left" if required is None else "inner").with_columns(
             pl.col(SPAN_MATCH.format(i)).fill_null(False) for i in range(len(span_preds))
         )
+    if query.compiled.assessment_predicates:
+        assert assessments is not None
+        lf = _join_assessment_matches(lf, query.compiled, assessments, days[0])
     lf = lf.filter(query.compiled.predicate) if query.compiled.predicate is not None else lf
-    return lf.drop(SPAN_MATCH.format(i) for i in range(len(span_preds)))
+    n_assessed = len(query.compiled.assessment_predicates)
+    return lf.drop(
+        *(SPAN_MATCH.format(i) for i in range(len(span_preds))), *(ASSESSMENT_MATCH.format(i) for i in range(n_assessed))
+    )
+
+
+def _join_assessment_matches(
+    lf: pl.LazyFrame, compiled: CompiledFilter, assessments: pl.LazyFrame, first_day: dt.date | None
+) -> pl.LazyFrame:
+    """`lf` with the ASSESSMENT_MATCH columns: per trace, whether some valid assessment row
+    satisfies each predicate. Validity is resolved over every row from the first trace day on
+    (an override is written after what it replaces, so both are in range) before any predicate
+    applies: a human override replacing a judge's "no" with "yes" makes `= 'no'` miss that trace."""
+    preds = compiled.assessment_predicates
+    valid = with_validity(assessments.filter(*assessments_since(first_day))).filter(pl.col("valid"))
+    matched = (
+        valid.filter(any_of(preds))
+        .group_by("trace_id")
+        .agg([p.any().alias(ASSESSMENT_MATCH.format(i)) for i, p in enumerate(preds)])
+    )
+    required = compiled.assessment_required
+    if required is not None:  # traces without such rows cannot match: join only the ones that have them
+        matched = matched.filter(required)
+    return lf.join(matched, on="trace_id", how="left" if required is None else "inner").with_columns(
+        pl.col(ASSESSMENT_MATCH.format(i)).fill_null(False) for i in range(len(preds))
+    )
 
 
 def _after(schema: pl.Schema, query: _Query, values: list[Any]) -> pl.Expr:
@@ -444,16 +458,22 @@ def search_traces(
     if query.compiled.span_predicates or include_spans:
         pinned = cursor.span_version if cursor else None
         span_version, spans = open_table("span_data", warehouse, options, pinned)
+    assessment_version, assessments = None, None
+    if query.compiled.assessment_predicates:
+        pinned = cursor.assessment_version if cursor else None
+        assessment_version, assessments = open_if_exists("assessments", warehouse, options, pinned)
 
     limit = max_results + 1  # one extra row says whether another page exists
     descending = _walk_direction(query)
     windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else None
     if windows is None:
-        top = _top_keys(query, _filtered(query, traces, spans, trace_table), cursor, limit)
+        top = _top_keys(query, _filtered(query, traces, spans, trace_table, assessments=assessments), cursor, limit)
     else:  # a few days at a time, in sort order, until the page is full
-        found = [_top_keys(query, _filtered(query, traces, spans, trace_table), cursor, 0)]  # no rows: the schema
+        everything = _filtered(query, traces, spans, trace_table, assessments=assessments)
+        found = [_top_keys(query, everything, cursor, 0)]  # no rows: the schema
         for window in windows:
-            found.append(_top_keys(query, _filtered(query, traces, spans, trace_table, window), cursor, limit))
+            window_rows = _filtered(query, traces, spans, trace_table, window, assessments)
+            found.append(_top_keys(query, window_rows, cursor, limit))
             limit -= found[-1].height
             if limit <= 0:
                 break
@@ -462,7 +482,8 @@ def search_traces(
     token = None
     if top.height > max_results:
         top = top.head(max_results)
-        token = _encode_token(query, trace_version, span_version, _cursor_values(top.tail(1), len(key_names)))
+        after = _cursor_values(top.tail(1), len(key_names))
+        token = _encode_token(query, trace_version, span_version, after, assessment_version)
     frame = _page_rows(traces, top, key_names[-1])
     if include_spans:
         assert spans is not None
@@ -493,7 +514,10 @@ def scan_traces(
     spans = None
     if query.compiled.span_predicates or include_spans:
         spans = open_table("span_data", warehouse, options)[1]
-    selected = _filtered(query, traces, spans, table)
+    assessments = None
+    if query.compiled.assessment_predicates:
+        assessments = open_if_exists("assessments", warehouse, options)[1]
+    selected = _filtered(query, traces, spans, table, assessments=assessments)
     if not include_spans:
         return selected
     assert spans is not None

@@ -24,6 +24,10 @@ class TableError(SpanlakeError):
     """A Delta table is missing, unreadable, or does not match its spec."""
 
 
+class StorageError(SpanlakeError):
+    """Reading or writing a table failed in its storage (a full disk, an object store's 503): ingest retries."""
+
+
 class CommitConflict(SpanlakeError):
     """A Delta commit lost a race (another writer moved the table or its offsets)."""
 

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, ge=6_000, description="Consumer-group session timeout: how soon a crashed ingest process's partitions move."
     )
+    storage_max_failures: int = Field(
+        20, ge=1, description="Ingest retries a failed storage read or write (backoff 0.5 s doubling to 30 s) and "
+        "exits after this many failures in a row (20: about 7 minutes of outage).",
+    )
+    fail_writes: str = Field(
+        "", pattern=r"^$|^[a-z_]+:[0-9]+$",
+        description="Fault tests only: `<table>:<n>`, the first n writes of that table fail with OSError (disk full).",
+    )
     crash_at: Literal[
         "", "before_commit", "after_span_data", "after_trace_info", "after_open_traces", "after_ingest_errors",
         "after_delta_commit", "after_offset_commit",

@@ -71,11 +71,13 @@ def ingest_env(settings: Settings, *, crash_at: str = "") -> dict[str, str]:
 SPANLAKE = str(Path(sys.executable).parent / "spanlake")
 
 
-def ingest_subprocess(settings: Settings, *, crash_at: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run `spanlake ingest --until-idle` as its own process (so it can be SIGKILLed)."""
+def ingest_subprocess(
+    settings: Settings, *, crash_at: str = "", timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `spanlake ingest --until-idle` as its own process (so it can be SIGKILLed); `env`: more variables."""
     return subprocess.run(
-        [SPANLAKE, "ingest", "--until-idle"], env=ingest_env(settings, crash_at=crash_at), capture_output=True,
-        text=True, timeout=timeout,
+        [SPANLAKE, "ingest", "--until-idle"], env={**ingest_env(settings, crash_at=crash_at), **(env or {})},
+        capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 

@@ -335,10 +335,10 @@ def _at_the_bound(clauses: list[str], joiner: str, match: str) -> str:
 
 
 NEVER = ["service_name LIKE 'nope{}%'", "error_count > {}", "tags.k{} = 'v'", "span.name LIKE 'nope{}%'",
-         "timestamp_ms < {}", "span.attributes.k{} = {}", "trace.text ILIKE '%nope{}%'"]  # fmt: skip
+         "timestamp_ms < {}", "span.attributes.k{} = {}", "trace.text ILIKE '%nope{}%'", "feedback.k{} = 'v'"]  # fmt: skip
 ALWAYS_FOR_A = ["service_name NOT LIKE 'nope{}%'", "error_count < 1000{}", "tags.k{} IS NULL",
                 "span.name NOT LIKE 'x{}%'", "timestamp_ms > {}", "span.attributes.k{} IS NULL",
-                "trace.text != 'nope{}'"]  # fmt: skip
+                "trace.text != 'nope{}'", "expectation.k{} IS NULL"]  # fmt: skip
 
 
 @pytest.mark.parametrize(

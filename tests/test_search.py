@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from spanlake.errors import FilterError, SpanlakeError, TableError
 from spanlake.query import TracePage, count_traces, get_trace, scan_traces, search_traces
 from spanlake.query.traces import TraceNotFoundError
-from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
+from spanlake.tables.schemas import ASSESSMENTS, SPAN_DATA, TRACE_INFO
 
 BASE = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
 UTC = dt.timezone.utc
@@ -111,8 +111,37 @@ def _arrow(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=schema)
 
 
+def random_assessments(seed: int, infos: list[dict]) -> list[dict]:
+    """Feedback rows for most traces (a yes/no verdict, a score, a bool, some errors), and human
+    overrides of some of them: of the verdict, of an override (a chain), or twice of one row."""
+    rnd = random.Random(seed)
+    rows: list[dict] = []
+    for info in infos:
+        mine: list[dict] = []
+        for i in range(rnd.randint(0, 4)):
+            name, kind, value = rnd.choice([("correctness", "string", rnd.choice(["yes", "no"])),
+                                            ("score", "number", rnd.randint(0, 10) / 10), ("ok", "bool", rnd.random() < 0.5),
+                                            ("score", None, None)])  # fmt: skip
+            target = rnd.choice(mine) if mine and rnd.random() < 0.4 else None
+            if target is not None:  # a reviewer replaces an earlier row (an error too) with a value
+                name, kind = target["name"], target["value_type"] or "number"
+                value = {"string": rnd.choice(["yes", "no"]), "number": rnd.randint(0, 10) / 10, "bool": rnd.random() < 0.5}[kind]
+            row = {c: None for c in ASSESSMENTS.column_names}
+            created = info["request_time"] + dt.timedelta(seconds=i * rnd.choice([1, 60, 86_400]))
+            row.update(assessment_id=_hex(rnd, 32), trace_id=info["trace_id"], name=name, kind="feedback",
+                       value_type=kind, source_type="HUMAN" if target else "CODE", created_at=created, day=created.date(),
+                       overrides=target["assessment_id"] if target else None)  # fmt: skip
+            if kind is not None:
+                row[f"value_{kind}"] = value
+            else:
+                row.update(error_code="SCORER_ERROR", error_message="boom")
+            mine.append(row)
+        rows += mine
+    return rows
+
+
 def write(warehouse: Path, table: str, rows: list[dict[str, Any]], mode: str = "append") -> None:
-    schema = (TRACE_INFO if table == "trace_info" else SPAN_DATA).schema
+    schema = {"trace_info": TRACE_INFO, "span_data": SPAN_DATA, "assessments": ASSESSMENTS}[table].schema
     write_deltalake(str(warehouse / table), _arrow(rows, schema), partition_by=["day"], mode=mode)  # type: ignore[arg-type]
 
 
@@ -143,6 +172,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], li
     write(warehouse, "trace_info", infos[:60])  # two commits: several files per partition
     write(warehouse, "trace_info", infos[60:])
     write(warehouse, "span_data", spans)
+    write(warehouse, "assessments", random_assessments(7, infos))
     return Lake((warehouse, infos, spans))
 
 
@@ -447,12 +477,33 @@ def _cmp(value: Any, test: Callable[[Any], bool]) -> bool | None:
     return None if value is None else test(value)
 
 
+ASSESSED = "assessments"  # CLAUSES' second item for a feedback. clause (True: a span clause, False: a trace clause)
+
+
+def _has(rows: list[dict], name: str, test: Callable[[dict], bool]) -> bool:
+    return any(r["name"] == name and test(r) for r in rows)
+
+
+def valid_assessments(rows: list[dict]) -> list[dict]:
+    """The oracle's override rule: a replaced row is out; of rows replacing the same one, only the
+    latest (created_at, assessment_id) stays."""
+    replacing: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["overrides"] is not None:
+            replacing.setdefault(r["overrides"], []).append(r)
+    out = set(replacing)
+    for group in replacing.values():
+        latest = max(group, key=lambda r: (r["created_at"], r["assessment_id"]))
+        out |= {r["assessment_id"] for r in group if r is not latest}
+    return [r for r in rows if r["assessment_id"] not in out]
+
+
 CUT = BASE + dt.timedelta(days=1, hours=12)
 CUT_MS = int(CUT.timestamp() * 1000)
 Row: TypeAlias = dict[str, Any]
 Span: TypeAlias = dict[str, Any]
 # (filter text, on spans, test): a trace clause's test takes the trace_info row, a span clause's one span
-CLAUSES: list[tuple[str, bool, Callable[[dict], bool | None]]] = [
+CLAUSES: list[tuple[str, bool | str, Callable[[Any], bool | None]]] = [
     ("state = 'OK'", False, lambda r: r["state"] == "OK"),
     ("trace.status IN ('ERROR', 'IN_PROGRESS')", False, lambda r: r["state"] in ("ERROR", "IN_PROGRESS")),
     ("error_count > 0", False, lambda r: r["error_count"] > 0),
@@ -475,6 +526,13 @@ CLAUSES: list[tuple[str, bool, Callable[[dict], bool | None]]] = [
     ("span.type = 'TOOL'", True, lambda x: x["span_type"] == "TOOL"),
     ("span.status != 'OK'", True, lambda x: x["status_code"] != "OK"),
     ("span.type IN ('TOOL', 'RETRIEVER')", True, lambda x: x["span_type"] in ("TOOL", "RETRIEVER")),
+    # an assessment clause's test takes the trace's valid assessments rows
+    ("feedback.correctness = 'yes'", ASSESSED, lambda rows: _has(rows, "correctness", lambda r: r["value_string"] == "yes")),
+    ("feedback.correctness != 'yes'", ASSESSED,
+     lambda rows: _has(rows, "correctness", lambda r: r["value_type"] == "string" and r["value_string"] != "yes")),
+    ("feedback.score > 0.5", ASSESSED, lambda rows: _has(rows, "score", lambda r: (r["value_number"] or 0) > 0.5)),
+    ("feedback.ok = 'true'", ASSESSED, lambda rows: _has(rows, "ok", lambda r: r["value_bool"] is True)),
+    ("feedback.score IS NULL", ASSESSED, lambda rows: not _has(rows, "score", lambda r: r["value_type"] is not None)),
 ]  # fmt: skip
 SPAN_TOOL, SPAN_ERROR = 17, 16
 
@@ -507,24 +565,27 @@ def _conjuncts(node: tuple) -> list[tuple]:
     return _conjuncts(node[1]) + _conjuncts(node[2]) if node[0] == "AND" else [node]
 
 
-def oracle(node: tuple, row: Row, spans: list[Span]) -> bool | None:
+def oracle(node: tuple, row: Row, spans: list[Span], assessed: list[dict]) -> bool | None:
     """SQL's three-valued logic over the trace, where the span clauses of one AND chain (through
     parentheses) describe one span: true when some span satisfies all of them (MLflow's EXISTS);
-    OR and NOT combine the trace-level results."""
+    each assessment clause is true or false for the trace (some valid row satisfies it); OR and
+    NOT combine the trace-level results."""
     op = node[0]
     if op == "NOT":
-        negated = oracle(node[1], row, spans)
+        negated = oracle(node[1], row, spans, assessed)
         return None if negated is None else not negated
     if op == "OR":
-        return _or(oracle(node[1], row, spans), oracle(node[2], row, spans))
+        return _or(oracle(node[1], row, spans, assessed), oracle(node[2], row, spans, assessed))
     items = _conjuncts(node)
-    on_span = [CLAUSES[i[1]][2] for i in items if i[0] == "CLAUSE" and CLAUSES[i[1]][1]]
+    on_span = [CLAUSES[i[1]][2] for i in items if i[0] == "CLAUSE" and CLAUSES[i[1]][1] is True]
     value: bool | None = any(all(test(x) is True for test in on_span) for x in spans) if on_span else True
     for item in items:
         if item[0] != "CLAUSE":
-            value = _and(value, oracle(item, row, spans))
-        elif not CLAUSES[item[1]][1]:
+            value = _and(value, oracle(item, row, spans, assessed))
+        elif CLAUSES[item[1]][1] is False:
             value = _and(value, CLAUSES[item[1]][2](row))
+        elif CLAUSES[item[1]][1] == ASSESSED:
+            value = _and(value, CLAUSES[item[1]][2](assessed))
     return value
 
 
@@ -535,13 +596,20 @@ def oracle(node: tuple, row: Row, spans: list[Span]) -> bool | None:
 @example(tree=("AND", ("CLAUSE", 13), ("AND", ("CLAUSE", 0), ("CLAUSE", 18), False), False))  # one span through ()
 @example(tree=("AND", ("CLAUSE", 13), ("NOT", ("CLAUSE", 16), False), False))  # NOT: no span at all
 @example(tree=("AND", ("NOT", ("CLAUSE", 7), False), ("OR", ("CLAUSE", 3), ("CLAUSE", 14), False), False))
+@example(tree=("AND", ("CLAUSE", 20), ("OR", ("CLAUSE", 13), ("NOT", ("CLAUSE", 22), False), False), False))
 def test_random_filters_match_the_oracle(lake, tree: tuple) -> None:
     warehouse, infos, spans = lake
     by_trace: dict[str, list[dict]] = {}
     for s in spans:
         by_trace.setdefault(s["trace_id"], []).append(s)
+    assessed: dict[str, list[dict]] = {}
+    for a in valid_assessments(pl.read_delta(str(warehouse / "assessments")).to_dicts()):
+        assessed.setdefault(a["trace_id"], []).append(a)
     text = render(tree)
-    expected = {r["trace_id"] for r in infos if oracle(tree, r, by_trace.get(r["trace_id"], [])) is True}
+    expected = {
+        r["trace_id"] for r in infos
+        if oracle(tree, r, by_trace.get(r["trace_id"], []), assessed.get(r["trace_id"], [])) is True
+    }  # fmt: skip
     got = search_traces(text, max_results=1000, warehouse=str(warehouse))
     assert set(got["trace_id"].to_list()) == expected, text
 

@@ -120,7 +120,7 @@ def _time_arg(value: str | None) -> str | int | None:
 @click.option("--format", "fmt", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
 @with_settings("warehouse")
 def get(settings: Settings, trace_id: str, fmt: str) -> None:
-    """Show trace TRACE_ID: its summary and every span as a tree (or all fields as JSON)."""
+    """Show trace TRACE_ID: its summary, every span as a tree and its assessments (or all fields as JSON)."""
     from spanlake.query.traces import get_trace
 
     trace = get_trace(trace_id, warehouse=settings.warehouse, storage_options=settings.storage_options)
