@@ -29,7 +29,9 @@ __all__ = ["BATCH_TRACES", "check_scorers", "score_batch", "score_traces"]
 
 # Traces loaded and scored at a time: large enough that per-scan costs vanish, small enough
 # that a batch's spans fit in memory.
-BATCH_TRACES = 50_000
+BATCH_TRACES = 500_000
+# ... unless a scorer takes `trace`: a batch's Trace objects are Python dicts per span.
+TRACE_BATCH_TRACES = 50_000
 
 Outcome = tuple[Any, AssessmentError | None]
 
@@ -57,13 +59,14 @@ def score_traces(
     parts: list[pl.DataFrame] = []
     session_ids: dict[str, None] = {}  # ordered set
     with Deadlines() as deadlines:
-        for start in range(0, traces.height, BATCH_TRACES):
-            batch = StoredBatch(traces.slice(start, BATCH_TRACES), warehouse, options)
+        size = TRACE_BATCH_TRACES if any("trace" in s.params for s in per_trace) else BATCH_TRACES
+        for start in range(0, traces.height, size):
+            batch = StoredBatch(traces.slice(start, size), warehouse, options)
             parts += score_batch(batch, per_trace, deadlines)
             if per_session:
                 session_ids.update(dict.fromkeys(batch.frame["session_id"].drop_nulls()))
             if on_progress is not None:
-                on_progress(min(start + BATCH_TRACES, traces.height))
+                on_progress(min(start + size, traces.height))
         if per_session:
             parts.append(_score_sessions(list(session_ids), per_session, warehouse, options, deadlines))
     return results_frame(parts)
