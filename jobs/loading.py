@@ -18,25 +18,16 @@ import polars as pl
 
 from spanlake.errors import ScoringError
 from spanlake.query.assessments import assessment_value, scan_assessments
+from spanlake.query.entities import parse_payload
 from spanlake.query.search import open_table, spans_of, trace_id_in
 from spanlake.query.traces import Trace, order_spans
 from spanlake.tables.schemas import SPAN_DATA, TRACE_INFO
 
-__all__ = ["Batch", "RowsBatch", "StoredBatch", "expectations_of", "parse_io", "sessions_of"]
+__all__ = ["Batch", "RowsBatch", "StoredBatch", "expectations_of", "sessions_of"]
 
 _ONE_DAY = dt.timedelta(days=1)
 _SPAN_SCHEMA = pl.from_arrow(SPAN_DATA.schema.empty_table()).schema  # type: ignore[union-attr]
 _INFO_SCHEMA = pl.from_arrow(TRACE_INFO.schema.empty_table()).schema  # type: ignore[union-attr]
-
-
-def parse_io(text: str | None) -> Any:
-    """A span's stored inputs/outputs as a scorer gets them: parsed when JSON, else the text."""
-    if text is None:
-        return None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
 
 
 class Batch:
@@ -123,10 +114,10 @@ class StoredBatch(Batch):
         ).select("trace_id", "inputs", "outputs")  # fmt: skip
 
     def inputs(self) -> list[Any]:
-        return [parse_io(v) for v in self._root_io["inputs"]]
+        return [parse_payload(v) for v in self._root_io["inputs"]]
 
     def outputs(self) -> list[Any]:
-        return [parse_io(v) for v in self._root_io["outputs"]]
+        return [parse_payload(v) for v in self._root_io["outputs"]]
 
     @cached_property
     def _spans(self) -> pl.DataFrame:
