@@ -301,6 +301,27 @@ COST_ROLLUPS = TableSpec(
     ),
 )
 
+ALERTS = TableSpec(
+    name="alerts",
+    columns=(
+        _c("alert_id", pa.string(), "Unique id of the transition (32 hex characters).", False),
+        _c("rule", pa.string(), "The monitor rule's name (jobs config `[[monitors]]`).", False),
+        _c("metric", pa.string(), "What the rule measures: cost_usd, error_rate, latency_p95_ms, ...", False),
+        _c("scope", pa.string(), "Which group the value is for: `service=support-bot`, `user_id=u1`, or `all`.", False),
+        _c("window", pa.string(), "The rolling window the value covers, as written in the rule (1h, 1d, ...).", False),
+        _c("window_start", TIMESTAMP, "Start of the window the value was computed over.", False),
+        _c("window_end", TIMESTAMP, "End of that window (the evaluation time).", False),
+        _c("observed", pa.float64(), "The value the monitor computed (null when the window held no data)."),
+        _c("threshold", pa.float64(), "The rule's threshold.", False),
+        _c("comparison", pa.string(), "How observed is compared with threshold to fire: > or <.", False),
+        _c("state", pa.string(), "FIRING or RESOLVED: the state entered by this transition.", False),
+        _c("since", TIMESTAMP, "When the state began (this transition's evaluation time).", False),
+        _c("notified", pa.bool_(), "Whether the webhook accepted the notification (null: no webhook)."),
+        _c("run_id", pa.string(), "The monitors job run that recorded it (job_runs.run_id).", False),
+        _c("day", pa.date32(), "UTC date of since (partition column).", False),
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -314,6 +335,7 @@ TABLES: dict[str, TableSpec] = {
         SPAN_COSTS,
         TRACE_COSTS,
         COST_ROLLUPS,
+        ALERTS,
     )  # fmt: skip
 }
 
