@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench clean
 
-PACKAGE_DIRS := spanlake $(wildcard spanlake/*/) ingest tables query jobs dashboard
+PACKAGE_DIRS := spanlake $(wildcard spanlake/*/) ingest tables query jobs dashboard $(wildcard dashboard/*/)
 NATIVE_STAMP := $(VENV)/.native
 
 $(VENV)/bin/python:

@@ -1,0 +1,6 @@
+"""Cost (being built)."""
+
+import streamlit as st
+
+st.title("Cost")
+st.info("This page is being built.")

@@ -1,0 +1,6 @@
+"""Review queue (being built)."""
+
+import streamlit as st
+
+st.title("Review queue")
+st.info("This page is being built.")

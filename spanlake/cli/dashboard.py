@@ -1,0 +1,48 @@
+"""`spanlake dashboard`: the Streamlit monitoring app on the warehouse, in the foreground."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from spanlake.cli.options import with_settings
+from spanlake.settings import Settings
+
+
+def app_path() -> Path:
+    import spanlake.dashboard
+
+    return Path(spanlake.dashboard.__file__).parent / "app.py"
+
+
+def streamlit_command(port: int, address: str) -> list[str]:
+    """`streamlit run` on the app: headless (no browser opened), no usage statistics sent."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        "--server.port", str(port), "--server.address", address, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+    ]  # fmt: skip
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True, help="Port to serve on.")
+@click.option("--address", default="localhost", show_default=True, help="Address to bind (0.0.0.0: every interface).")
+@with_settings("warehouse")
+def dashboard(settings: Settings, port: int, address: str) -> None:
+    """Serve the monitoring dashboard on the warehouse (Ctrl-C stops it)."""
+    from spanlake.tables.delta import check_warehouse
+
+    check_warehouse(settings.warehouse)
+    env = {**os.environ, "SPANLAKE_WAREHOUSE": settings.warehouse}
+    click.echo(f"dashboard on the warehouse at {settings.warehouse}: open http://{address}:{port} (Ctrl-C stops it)",
+               err=True)  # fmt: skip
+    try:
+        code = subprocess.call(streamlit_command(port, address), env=env)
+    except KeyboardInterrupt:
+        code = 0
+    if code not in (0, -2):
+        raise SystemExit(code)
