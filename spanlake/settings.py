@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
 
+    # The OTLP/HTTP gateway (spanlake gateway)
+    gateway_max_body_bytes: int = Field(
+        20 * 1024 * 1024, gt=0, description="Largest request body the gateway takes, counted after decompression (413 past it)."
+    )
+    gateway_send_timeout_seconds: float = Field(
+        5, gt=0, description="How long the gateway waits for Kafka to acknowledge a request's spans before a 503."
+    )
+    gateway_retry_after_seconds: int = Field(
+        2, ge=1, le=5, description="Retry-After of the gateway's 503 while Kafka is unavailable (OTel clients wait 10 s at most)."
+    )
+
     # LLM judges (spanlake.jobs.judges): any OpenAI-compatible chat-completions endpoint. The OpenAI
     # client's own variables count when the SPANLAKE_ ones are unset (aliases skip the prefix).
     judge_base_url: str = Field(
