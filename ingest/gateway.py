@@ -44,9 +44,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from spanlake.encoding import CONTENT_TYPE, CONTENT_TYPES, Encoding
 from spanlake.errors import DecodeError
-from spanlake.ingest.exporter import CONTENT_TYPE
-from spanlake.ingest.otlp import CONTENT_TYPES, Encoding, decode
+from spanlake.ingest.otlp import decode
 
 logger = logging.getLogger(__name__)
 

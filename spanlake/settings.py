@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Encoding = Literal["otlp_proto", "otlp_json"]
+from spanlake.encoding import Encoding
+
 # How a dead letter's payload is masked: as UTF-8 text (undecodable bytes kept), or replaced by its sha256 and length.
 DeadLetterMasking = Literal["mask", "hash"]
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from support import SPANLAKE, assert_exact, create_topic, ingest, ingest_env
 
 from spanlake.broker import free_port, start_broker, stop_broker
-from spanlake.ingest.exporter import to_otlp_json
+from spanlake.exporter import to_otlp_json
 from spanlake.settings import Settings
 
 PROTO = "application/x-protobuf"

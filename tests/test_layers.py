@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # layer -> its folder and the layers it may import. The base (settings, errors, the local
-# broker) is spanlake/'s own modules; the CLI (spanlake/cli/) is the roof and imports anything.
+# broker, the wire encodings and the app-side Kafka exporter) is spanlake/'s own modules; the CLI (spanlake/cli/) is the roof and imports anything.
 FOLDERS = {"tables": "tables", "ingest": "ingest", "query": "query", "jobs": "jobs", "dashboard": "dashboard"}
 MAY_IMPORT = {
     "tables": set(),
@@ -19,7 +19,7 @@ MAY_IMPORT = {
     "jobs": {"tables", "query"},
     "dashboard": {"tables", "query"},
 }
-BASE = {"spanlake.settings", "spanlake.errors", "spanlake.broker"}
+BASE = {"spanlake.settings", "spanlake.errors", "spanlake.broker", "spanlake.encoding", "spanlake.exporter"}
 
 
 def _imports(path: Path) -> set[str]:

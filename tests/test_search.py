@@ -643,7 +643,7 @@ def test_a_failed_tool_means_the_tool_span_itself_failed(settings) -> None:
     from opentelemetry.trace import Status, StatusCode
     from support import create_topic, ingest
 
-    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.exporter import KafkaSpanExporter
     from spanlake.tables import scan
 
     create_topic(settings, partitions=1)
