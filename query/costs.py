@@ -15,7 +15,7 @@ import polars as pl
 from spanlake.errors import TableError
 from spanlake.query.location import MISSING
 
-__all__ = ["COST_COLUMN", "COST_FIELD", "NoCostsError", "require_costs", "with_trace_cost"]
+__all__ = ["COST_COLUMN", "COST_FIELD", "NoCostsError", "require_costs", "with_page_costs", "with_trace_cost"]
 
 COST_FIELD = "trace.cost"
 COST_COLUMN = "cost_usd"  # trace_costs' column, and the name it has in search pages
@@ -42,3 +42,27 @@ def with_trace_cost(traces: pl.LazyFrame, costs: pl.LazyFrame, day_bounds: list[
     return traces.join(
         mine.select("trace_id", "day", COST_COLUMN), on=["trace_id", "day"], how="left", maintain_order="left"
     )
+
+
+def with_page_costs(page: pl.DataFrame, costs: pl.LazyFrame, version: int) -> pl.DataFrame:
+    """A page of trace_info rows plus COST_COLUMN. No table (the cost job never ran) or no rows: a
+    null column, without a join (which costs ~13 ms even when empty)."""
+    if version == MISSING or page.is_empty():
+        return page.with_columns(pl.lit(None, dtype=pl.Float64).alias(COST_COLUMN))
+    return with_trace_cost(page.lazy(), costs, _page_bounds(page)).collect()
+
+
+def _page_bounds(page: pl.DataFrame) -> list[pl.Expr]:
+    """Predicates that narrow the trace_costs read to a page's rows. is_in, not the query layer's
+    trace_id_in: trace_costs is not sorted by trace_id, so its ORs would be tried on every row of
+    the day (~100 ms at 100k traces a day, against ~9 ms). The time bounds hold for a row the cost
+    job wrote before the trace's row last changed too: its request_time was the earliest span start
+    seen then, so not before today's request_time (which only moves earlier) nor after the trace's
+    end_time. Where trace_costs is ordered by request_time, row-group statistics skip the rest."""
+    last_end = page["end_time"].max()
+    return [
+        pl.col("day").is_between(page["day"].min(), page["day"].max()),
+        pl.col("request_time") >= page["request_time"].min(),
+        *([pl.col("request_time") <= last_end] if last_end is not None else []),
+        pl.col("trace_id").is_in(page["trace_id"].implode()),
+    ]

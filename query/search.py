@@ -31,7 +31,7 @@ from deltalake import DeltaTable
 
 from spanlake.errors import FilterError
 from spanlake.query.assessments import assessments_since, with_validity
-from spanlake.query.costs import COST_COLUMN, require_costs, with_trace_cost
+from spanlake.query.costs import COST_COLUMN, require_costs, with_page_costs, with_trace_cost
 from spanlake.query.filters import (
     ASSESSMENT_MATCH,
     SPAN_MATCH,
@@ -442,13 +442,6 @@ def _page_rows(traces: pl.LazyFrame, top: pl.DataFrame, trace_id_key: str) -> pl
     )
 
 
-def _page_bounds(frame: pl.DataFrame) -> list[pl.Expr]:
-    """Predicates that prune a read down to the page's rows: their days and trace ids."""
-    if frame.is_empty():
-        return [pl.lit(False)]
-    return [pl.col("day").is_between(frame["day"].min(), frame["day"].max()), trace_id_in(frame["trace_id"].to_list())]
-
-
 def search_traces(
     filter_string: str | None = None,
     *,
@@ -512,7 +505,7 @@ def search_traces(
         after = _cursor_values(top.tail(1), len(key_names))
         token = _encode_token(query, trace_version, span_version, after, assessment_version, cost_version)
     frame = _page_rows(traces, top, key_names[-1])
-    frame = with_trace_cost(frame.lazy(), costs, _page_bounds(frame)).collect()
+    frame = with_page_costs(frame, costs, cost_version)
     if include_spans:
         assert spans is not None
         frame = _attach_spans(frame, spans)

@@ -422,6 +422,21 @@ def test_cost_order_pages_stay_on_the_first_pages_trace_costs_while_a_reprice_re
     assert fresh["trace_id"].to_list() == repriced
 
 
+def test_a_page_keeps_a_cost_written_before_the_traces_row_moved_earlier(tmp_path: Path) -> None:
+    infos, spans = random_traces(5, 40)
+    write(tmp_path, "trace_info", infos)
+    write(tmp_path, "span_data", spans)
+    run_costs(warehouse=str(tmp_path))
+    costs = costs_of(tmp_path)
+    moved = [dict(r, request_time=r["request_time"].replace(hour=0, minute=0)) for r in infos
+             if costs.get(r["trace_id"]) is not None and r["request_time"].hour >= 1][:3]  # fmt: skip
+    merge_trace_rows(tmp_path, moved)  # an earlier span arrived; the cost job has not run since
+    page = search_traces(max_results=100, warehouse=str(tmp_path))
+    shown = dict(page.select("trace_id", "cost_usd").iter_rows())
+    assert len(moved) == 3 and [shown[r["trace_id"]] for r in moved] == [costs[r["trace_id"]] for r in moved]
+    assert shown == {r["trace_id"]: costs.get(r["trace_id"]) for r in infos}
+
+
 def test_trace_cost_before_the_cost_job_ran(tmp_path: Path) -> None:
     from spanlake.cli import cli
 
