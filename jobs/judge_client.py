@@ -294,7 +294,7 @@ def default_client() -> JudgeClient:
     settings = Settings()
     judge_fields = tuple(
         (name, getattr(settings, name)) for name in type(settings).model_fields if name.startswith("judge_")
-    ) + (("cache_dir", settings.cache_dir),)
+    ) + (("cache_dir", settings.cache_dir), ("prices_file", settings.prices_file))  # a USD budget prices by it
     key = tuple((n, v.get_secret_value() if isinstance(v, SecretStr) else v) for n, v in judge_fields)
     with _clients_lock:
         if key not in _clients:
