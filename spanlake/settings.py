@@ -116,11 +116,14 @@ class Settings(BaseSettings):
         None, gt=0, description="Stop calling judges once a run has spent this many tokens (prompt + completion)."
     )
     judge_budget_usd: float | None = Field(
-        None, gt=0, description="Stop calling judges once a run has spent this many USD (needs the two prices)."
+        None, gt=0, description="Stop calling judges once a run has spent this many USD (each call priced by "
+        "genai-prices and prices_file, as the cost job prices judge spend).",
+    )  # fmt: skip
+    judge_input_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Override: the judge model's price per 1M prompt tokens (set with the output one)."
     )
-    judge_input_usd_per_mtok: float | None = Field(None, ge=0, description="Judge model's price per 1M prompt tokens.")
     judge_output_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Judge model's price per 1M completion tokens."
+        None, ge=0, description="Override: the judge model's price per 1M completion tokens (set with the input one)."
     )
     judge_cache: bool = Field(True, description="Keep judge verdicts so a re-run pays nothing twice.")
     judge_cache_path: Path | None = Field(
