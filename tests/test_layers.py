@@ -17,7 +17,9 @@ MAY_IMPORT = {
     "ingest": {"tables"},
     "query": {"tables"},
     "jobs": {"tables", "query"},
-    "dashboard": {"tables", "query"},
+    # The dashboard reads through query; it writes only human feedback, through the jobs layer's
+    # human API (spanlake.jobs.assessments), with the registered scorers' names (jobs.registry).
+    "dashboard": {"tables", "query", "jobs"},
 }
 BASE = {"spanlake.settings", "spanlake.errors", "spanlake.broker", "spanlake.encoding", "spanlake.exporter"}
 
