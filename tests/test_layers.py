@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # layer -> its folder and the layers it may import. The base (settings, errors, the local
-# broker, the wire encodings and the app-side Kafka exporter) is spanlake/'s own modules; the CLI (spanlake/cli/) is the roof and imports anything.
+# broker, the wire encodings and the app-side Kafka exporter) is spanlake/'s own modules; the
+# CLI (spanlake/cli/) is the roof and imports anything.
 FOLDERS = {"tables": "tables", "ingest": "ingest", "query": "query", "jobs": "jobs", "dashboard": "dashboard"}
 MAY_IMPORT = {
     "tables": set(),
