@@ -197,14 +197,14 @@ def failures_and_slowest(filters: Filters) -> None:
         else:
             st.dataframe(roots.select(
                 root_span=pl.col("root_span_name"), errors="errors", requests="requests",
-                error_rate=pl.col("error_rate").map_elements(units.percent, return_dtype=pl.String),
+                error_rate=units.column("error_rate", units.percent),
             ), hide_index=True, width="stretch", key="overview_failing")  # fmt: skip
     with right:
         st.subheader("Slowest services and models (p95)")
         services, models = slowest(filters)
         for name, frame in (("service", services), ("model", models)):
             st.dataframe(frame.select(
-                name, "requests", p95=pl.col("p95_ms").map_elements(units.duration, return_dtype=pl.String),
+                name, "requests", p95=units.column("p95_ms", units.duration),
             ), hide_index=True, width="stretch", key=f"overview_slowest_{name}")  # fmt: skip
 
 

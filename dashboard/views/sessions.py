@@ -8,7 +8,6 @@ the same set. The session shown is `?session=` in the URL; picking a user sets t
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import polars as pl
@@ -79,17 +78,26 @@ def conversation(trace_info: pl.LazyFrame, filters: Filters, session_id: str) ->
 
 def readable(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
-        pl.col("tokens").map_elements(units.count, return_dtype=pl.String),
-        pl.col("cost_usd").map_elements(units.usd, return_dtype=pl.String).alias("cost"),
+        units.column("tokens", units.count),
+        units.column("cost_usd", units.usd).alias("cost"),
     ).drop("cost_usd")
 
 
-def pick(table_key: str, target_key: str, ids: list[str]) -> None:
-    """A row selected in a table becomes the value of a URL-bound widget (a callback: it runs
-    before the widgets are made, and only when the selection changes)."""
-    rows = st.session_state[table_key].selection.rows
-    if rows:
-        st.session_state[target_key] = ids[rows[0]]
+def selected(table_key: str, frame: pl.DataFrame, column: str) -> tuple[str | None, bool]:
+    """The table, and the `column` value of its selected row with whether the selection is new
+    since the last rerun (so a value typed after a pick is not overwritten by the old pick)."""
+    event = st.dataframe(readable(frame), key=table_key, on_select="rerun", selection_mode="single-row",
+                         hide_index=True, width="stretch")  # fmt: skip
+    rows = event.selection.rows
+    value = frame[column][rows[0]] if rows else None
+    seen = f"{table_key}_picked"
+    new = value != st.session_state.get(seen)
+    st.session_state[seen] = value
+    return value, new
+
+
+def set_user(user_id: str) -> None:
+    st.session_state["user"] = user_id  # the sidebar's (URL-bound) User filter
 
 
 def markdown_text(text: str | None) -> str:
@@ -103,7 +111,7 @@ def show_conversation(filters: Filters, session_id: str) -> None:
         st.info(f"No traces of session {session_id!r} in {filters.period} with these filters: "
                 "check the id or widen the time range in the sidebar.")  # fmt: skip
         return
-    st.caption(f"{turns.height} turns, {units.count(turns['total_tokens'].cast(pl.Float64).sum())} tokens")
+    st.caption(f"{turns.height} turns, {units.count(float(turns['total_tokens'].sum()))} tokens")
     for turn in turns.iter_rows(named=True):
         with st.chat_message("user"):
             st.markdown(markdown_text(turn["request_preview"]))
@@ -120,9 +128,9 @@ def sessions_tab(filters: Filters, found: dict[str, Any]) -> None:
     st.caption(f"{units.count(found['n_sessions'])} sessions in {filters.period}"
                + (f"; the {LIMIT} seen last are listed" if found["n_sessions"] > LIMIT else "")
                + " · select one to read it")  # fmt: skip
-    on_select = functools.partial(pick, SESSIONS_TABLE, "session", sessions["session_id"].to_list())
-    st.dataframe(readable(sessions), key=SESSIONS_TABLE, on_select=on_select, selection_mode="single-row",
-                 hide_index=True, width="stretch")  # fmt: skip
+    picked, new = selected(SESSIONS_TABLE, sessions, "session_id")
+    if picked is not None and new:  # before the box is made: its state may still be set
+        st.session_state["session"] = picked
     chosen = st.text_input("Session", key="session", bind="query-params", placeholder="session id")
     if chosen.strip():
         show_conversation(filters, chosen.strip())
@@ -132,10 +140,11 @@ def users_tab(filters: Filters, found: dict[str, Any]) -> None:
     users: pl.DataFrame = found["users"]
     st.caption(f"{units.count(found['n_users'])} users in {filters.period}"
                + (f"; the {LIMIT} seen last are listed" if found["n_users"] > LIMIT else "")
-               + " · select one to filter every page by that user (the sidebar's User)")  # fmt: skip
-    on_select = functools.partial(pick, USERS_TABLE, "user", users["user_id"].to_list())
-    st.dataframe(readable(users), key=USERS_TABLE, on_select=on_select, selection_mode="single-row",
-                 hide_index=True, width="stretch")  # fmt: skip
+               + " · select one to show only that user's traces on every page")  # fmt: skip
+    user_id, _ = selected(USERS_TABLE, users, "user_id")
+    if user_id is not None:
+        st.button(f"Show only {user_id} on every page", key="sessions_set_user", on_click=set_user, args=(user_id,),
+                  icon=":material/filter_alt:", help="Sets the sidebar's User filter (and the URL).")  # fmt: skip
 
 
 st.title("Sessions and users")

@@ -34,11 +34,14 @@ SORTS = {
     "Most errors": "error_count DESC",
     "Costliest": "trace.cost DESC",
 }
-QUICK = {  # key (in the URL) -> label
-    "errors": "Errors",
-    "tool_errors": "Failed tool calls",
-    "slow": "Slower than p95",
+# Quick filters by label (a bound widget keeps its shown label in the URL: ?quick=Errors).
+SLOW = "Slower than p95"
+QUICK = {
+    "Errors": "trace.status = 'ERROR'",
+    "Failed tool calls": "span.type = 'TOOL' AND span.status = 'ERROR'",
+    SLOW: "",  # duration_ms above the range's p95, computed when chosen
 }
+VERDICT = " = "  # a feedback choice is "<name> = yes|no"
 SHOWN = ("request_time", "trace_id", "state", "root_span_name", "service_name", "user_id", "session_id",
          "duration_ms", "span_count", "error_count", "total_tokens", "cost_usd", "request_preview")  # fmt: skip
 
@@ -76,17 +79,13 @@ def feedback_names(assessments: pl.LazyFrame) -> list[str]:
 
 
 def quick_terms(chosen: list[str], verdict: str, filters: Filters) -> list[str]:
-    terms = []
-    if "errors" in chosen:
-        terms.append("trace.status = 'ERROR'")
-    if "tool_errors" in chosen:
-        terms.append("span.type = 'TOOL' AND span.status = 'ERROR'")
-    if "slow" in chosen:
+    terms = [QUICK[label] for label in chosen if QUICK.get(label)]
+    if SLOW in chosen:
         threshold = p95_ms(filters)
         if threshold is not None:  # no traces in the range: nothing is slower, and nothing shows anyway
             terms.append(f"duration_ms > {threshold!r}")
     if verdict:
-        name, _, value = verdict.rpartition("=")
+        name, _, value = verdict.rpartition(VERDICT)
         terms.append(f"feedback.{field_name(name)} = {global_filters.quote(value)}")
     return terms
 
@@ -129,9 +128,9 @@ def turn(state: dict[str, Any], step: int) -> None:
 def shown(frame: pl.DataFrame) -> pl.DataFrame:
     """The page's rows as people read them (the order is the search's)."""
     return frame.with_columns(
-        pl.col("duration_ms").map_elements(units.duration, return_dtype=pl.String).alias("duration"),
-        pl.col("total_tokens").map_elements(units.count, return_dtype=pl.String).alias("tokens"),
-        *([pl.col("cost_usd").map_elements(units.usd, return_dtype=pl.String).alias("cost")]
+        units.column("duration_ms", units.duration).alias("duration"),
+        units.column("total_tokens", units.count).alias("tokens"),
+        *([units.column("cost_usd", units.usd).alias("cost")]
           if "cost_usd" in frame.columns else []),  # fmt: skip
         pl.col("request_preview").str.slice(0, 120).alias("request"),
     ).select(
@@ -150,11 +149,10 @@ def controls(filters: Filters) -> tuple[str, str, str] | None:
                         help="search_traces' filter language: fields of trace_info, tags.<key>, span.<field>, "
                              "feedback.<name>; = != < > LIKE ILIKE IN IS NULL; AND, OR, NOT, parentheses.")  # fmt: skip
     left, middle, right = st.columns([3, 2, 2])
-    chosen = left.pills("Quick filters", list(QUICK), selection_mode="multi", key="quick", bind="query-params",
-                        format_func=QUICK.__getitem__) or []  # fmt: skip
-    verdicts = [f"{name}={value}" for name in feedback_names() for value in ("yes", "no")]
+    chosen = left.pills("Quick filters", list(QUICK), selection_mode="multi", key="quick", bind="query-params") or []
+    verdicts = [f"{name}{VERDICT}{value}" for name in feedback_names() for value in ("yes", "no")]
     verdict = middle.selectbox("Feedback", ["", *verdicts], key="feedback", bind="query-params",
-                               format_func=lambda v: "any" if not v else v.replace("=", " = "))  # fmt: skip
+                               format_func=lambda v: v or "any")  # fmt: skip
     label = right.selectbox("Sort", list(choices), key="sort", bind="query-params")
     try:
         compile_filter(box or None)  # the box alone, so an error's positions are the box's
@@ -173,15 +171,15 @@ def results(filters: Filters, full: str, order: str) -> None:
     total = matching(full, state["start"])
     first = state["page"] * PAGE_SIZE
     st.caption(f"{units.count(total)} traces match · rows {first + 1 if frame.height else 0}–{first + frame.height}"
-               f" · page {state['page'] + 1} · select a row to open it")  # fmt: skip
+               f" · page {state['page'] + 1}" + (" · select a row to open it" if frame.height else ""))  # fmt: skip
     if frame.is_empty():
         st.info(f"No traces match in {filters.period}: loosen the filter or widen the time range.")
         return
     event = st.dataframe(shown(frame), key=TABLE_KEY, on_select="rerun", selection_mode="single-row",
                          hide_index=True, width="stretch")  # fmt: skip
     back, forward, _ = st.columns([1, 1, 6])
-    back.button("Previous page", on_click=turn, args=(state, -1), disabled=state["page"] == 0)
-    forward.button("Next page", on_click=turn, args=(state, 1), disabled=token is None)
+    back.button("Previous page", key="traces_previous", on_click=turn, args=(state, -1), disabled=state["page"] == 0)
+    forward.button("Next page", key="traces_next", on_click=turn, args=(state, 1), disabled=token is None)
     rows = event.selection.rows if event else []
     if rows:
         st.switch_page(pages.page("trace"), query_params={"trace_id": frame["trace_id"][rows[0]]})
