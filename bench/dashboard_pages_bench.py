@@ -53,8 +53,10 @@ def main() -> None:
             cold, warm = run_page(page, query)
             colds.append(cold)
             warms.append(warm)
-        print(f"{page:16} cold median {statistics.median(colds):6.2f} s   warm median {statistics.median(warms):6.3f} s"
-              f"   (cold runs {', '.join(f'{c:.2f}' for c in colds)})")
+        print(
+            f"{page:16} cold median {statistics.median(colds):6.2f} s   warm median {statistics.median(warms):6.3f} s"
+            f"   (cold runs {', '.join(f'{c:.2f}' for c in colds)})"
+        )
 
 
 if __name__ == "__main__":
