@@ -51,6 +51,11 @@ class Filters:
                        self.service, self.environment, self.model, self.user)  # fmt: skip
 
     @property
+    def period(self) -> str:
+        """The range in words, for messages: "the last 24h", "all time"."""
+        return "all time" if self.start is None else f"the last {self.range}"
+
+    @property
     def granularity(self) -> str:
         """A Polars truncate interval that gives a readable number of points for the range."""
         length = (self.end or _minute()) - self.start if self.start else None
@@ -106,6 +111,9 @@ class Filters:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+quote = _quote  # a string literal of the filter language, for pages that build filters too
 
 
 def _minute() -> dt.datetime:
