@@ -228,7 +228,7 @@ with data.page_errors():
     if data.no_traces_notice():
         st.stop()
     filters = global_filters.current()
-    if data.version("ingest_batches") == MISSING:
+    if data.missing("ingest_batches"):
         st.info("No ingest batch recorded yet: `spanlake ingest` writes one row per batch to ingest_batches.",
                 icon=":material/inbox:")  # fmt: skip
     else:
