@@ -67,6 +67,12 @@ class Filters:
             return "15m"
         return "1m"
 
+    @property
+    def rollup_window(self) -> str:
+        """Which cost_rollups rows to read: day rows for a daily chart (fewer rows), else hour rows
+        (a range's first, partial day is then not counted whole)."""
+        return "day" if self.granularity == "1d" else "hour"
+
     def _time(self, column: str) -> list[pl.Expr]:
         out = []
         if self.start is not None:
@@ -88,9 +94,14 @@ class Filters:
             terms.append(pl.col("user_id") == self.user)
         return pl.all_horizontal(terms) if terms else pl.lit(True)
 
-    def rollup_expr(self) -> pl.Expr:
+    def time_expr(self, time_column: str) -> pl.Expr:
+        """The time range alone, for tables without the trace dimensions (ingest_batches, job_runs, alerts)."""
+        terms = self._time(time_column)
+        return pl.all_horizontal(terms) if terms else pl.lit(True)
+
+    def rollup_expr(self, time_column: str = "window_start") -> pl.Expr:
         """The filters on cost_rollups (and span_costs, with time_column start_time)."""
-        terms = self._time("window_start")
+        terms = self._time(time_column)
         for column, value in (("service", self.service), ("environment", self.environment),
                               ("model", self.model), ("user_id", self.user)):  # fmt: skip
             if value:
