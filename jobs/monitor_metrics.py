@@ -119,8 +119,8 @@ def _traces(
             assert base is not None
             predicate = compiled[rule.name].predicate
             rows = base.filter(_in_window(rule, now, "request_time"), *([predicate] if predicate is not None else []))
-        if rule.by == "model":  # a trace counts once for each model it called
-            rows = rows.with_columns(model=pl.col("models").list.unique()).explode("model")
+        if rule.by == "model":  # a trace counts once for each model it called (trace_info lists each once)
+            rows = rows.select("state", "duration_ms", model="models").explode("model")
         column = _COLUMNS["trace_info"][rule.by] if rule.by else None
         frames.append(_scoped(rule, rows, column, _trace_metric(rule), pl.len()))
     return frames, read

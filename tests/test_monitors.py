@@ -223,6 +223,25 @@ def test_a_rule_fires_stays_quiet_while_firing_resolves_and_the_webhook_gets_bot
     assert runs.height == 4 and runs["rows_written"].sort().to_list() == [0, 0, 1, 1]
 
 
+def test_the_readme_alerts_snippet_lists_what_fires_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_readme import python_block_after
+
+    wh = str(tmp_path / "wh")
+    traces_lake(wh)
+    rules = [rule("errors", "error_rate", "1h", 0.5, by="service"), rule("p50", "latency_p50_ms", "1h", 250)]
+    monkeypatch.setenv("SPANLAKE_WAREHOUSE", wh)
+
+    def firing_now() -> list[tuple]:
+        answers: dict = {}
+        exec(python_block_after("### Monitors and alerts"), answers)  # noqa: S102 - our own README
+        return sorted(answers["firing_now"].select("rule", "scope", "observed").rows())
+
+    run_monitors(rules, warehouse=wh, now=T)
+    assert firing_now() == [("errors", "service=b", 1.0), ("p50", "all", 300.0)]
+    run_monitors(rules, warehouse=wh, now=T + dt.timedelta(hours=2))  # every trace left the window
+    assert firing_now() == []
+
+
 def test_min_count_and_comparison_below(tmp_path: Path) -> None:
     wh = str(tmp_path / "wh")
     traces_lake(wh)

@@ -57,7 +57,7 @@ def run(settings: Settings, job: str, every: float | None, backfill: bool, repri
     if job in ("scorers", "all"):
         passes.append(_unless_unconfigured(job, lambda: _scorers_pass(settings, path, day if backfill else None)))
     if job in ("costs", "all"):
-        passes.append(lambda: _costs_pass(settings, day if reprice else None))
+        passes.append(lambda: costs_pass(settings, day if reprice else None))
     if job in ("monitors", "all"):
         passes.append(_unless_unconfigured(job, lambda: monitors_pass(settings, path)))
     if every is None:
@@ -94,7 +94,7 @@ def _scorers_pass(settings: Settings, path: Path, since: dt.date | None) -> str:
     )
 
 
-def _costs_pass(settings: Settings, since: dt.date | None) -> str:
+def costs_pass(settings: Settings, since: dt.date | None) -> str:
     from spanlake.jobs.costs import run_costs
     from spanlake.jobs.prices import PriceList
 
