@@ -76,8 +76,12 @@ class Settings(BaseSettings):
     )
     scorers_file: Path = Field(
         Path("spanlake-scorers.toml"),
-        description="The registered scorers of `spanlake jobs run scorers` (TOML, or YAML when it ends in .yaml/.yml).",
+        description="The jobs config: registered scorers and monitor rules (TOML, or YAML when it ends in .yaml/.yml).",
     )
+    alert_webhook_url: str | None = Field(
+        None, pattern=r"^https?://",
+        description="Where `spanlake jobs run monitors` POSTs each alert transition as JSON (Slack-compatible `text`).",
+    )  # fmt: skip
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
 
     # The OTLP/HTTP gateway (spanlake gateway)
