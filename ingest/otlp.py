@@ -14,13 +14,14 @@ import base64
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanlake.errors import DecodeError
+from spanlake.ingest.encodings import UTF8_BOM, Encoding
 from spanlake.tables.vocabulary import STATUS_CODES
 
 try:
@@ -28,13 +29,6 @@ try:
 except ImportError:  # not built (no cargo): the pure-Python decoder does the work
     spanlake_native = None
 
-Encoding = Literal["otlp_proto", "otlp_json"]
-
-CONTENT_TYPES: dict[str, Encoding] = {
-    "application/x-protobuf": "otlp_proto",
-    "application/protobuf": "otlp_proto",
-    "application/json": "otlp_json",
-}
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 # Timestamps outside this window are clock bugs, not traces: 2000-01-01 .. 2100-01-01 in ns.
 MIN_TIME_NS = 946_684_800 * 10**9
@@ -64,17 +58,6 @@ class SpanReject:
     trace_id: str | None
     span_id: str | None
     error: str
-
-
-def encoding_of(headers: list[tuple[str, bytes]] | None, default: Encoding) -> Encoding:
-    """The message's encoding from its content-type header, else the configured default."""
-    for key, value in headers or ():
-        if key.lower() == "content-type":
-            media = (value or b"").decode("latin-1").split(";")[0].strip().lower()  # a header may have no value
-            if media in CONTENT_TYPES:
-                return CONTENT_TYPES[media]
-            raise DecodeError(f"unsupported content-type {media!r} (expected one of {', '.join(CONTENT_TYPES)})")
-    return default
 
 
 def decode(
@@ -325,7 +308,7 @@ def _json_attrs(kvs: Any, field: str) -> dict[str, Any]:
 
 def _decode_json(value: bytes) -> tuple[list[Span], list[SpanReject]]:
     try:
-        doc = orjson.loads(value)
+        doc = orjson.loads(value[3:] if value[:3] == UTF8_BOM else value)  # orjson refuses a BOM
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"not an OTLP JSON ExportTraceServiceRequest ({len(value)} bytes): {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):

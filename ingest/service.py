@@ -84,13 +84,15 @@ class SpanIngestor:
         self.storage_failures = 0  # storage failures since the last committed batch
         self.storage_reset_due = False  # a storage failure lost buffered records: re-read from Delta
         # Kafka first: a wrong address or topic must fail fast and leave no tables behind.
+        if "encoding" in settings.model_fields_set:
+            logger.warning("SPANLAKE_ENCODING is no longer used: each message's encoding is detected from its "
+                           "content-type header, else from its bytes")  # fmt: skip
         self.consumer = connect(settings)
         try:
             self.sink = DeltaSink(
                 settings.warehouse,
                 group=settings.group,
                 topic=settings.topic,
-                encoding=settings.encoding,
                 storage_options=settings.storage_options,
                 crash_at=crash_at,
                 masker=Masker.from_settings(settings.mask, settings.mask_rules, settings.mask_dead_letters),

@@ -38,9 +38,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 from spanlake.errors import CommitConflict, SpanlakeError, StorageError
 from spanlake.ingest.batch_log import batch_log_row
 from spanlake.ingest.dead_letters import DeadLetters, Stage, describe
+from spanlake.ingest.encodings import encoding_of
 from spanlake.ingest.faults import WriteFaults, crash_if
 from spanlake.ingest.masking import Masker
-from spanlake.ingest.otlp import Encoding, Span, SpanReject, decode, encoding_of
+from spanlake.ingest.otlp import Span, SpanReject, decode
 from spanlake.ingest.rows import SpanRows, span_data_only
 from spanlake.ingest.trace_rollup import SpanLookup, all_open, held_rows, merge_traces, open_changes, write_open
 from spanlake.tables.delta import (
@@ -93,7 +94,6 @@ class DeltaSink:
         *,
         group: str,
         topic: str,
-        encoding: Encoding = "otlp_proto",
         storage_options: Mapping[str, str] | None = None,
         crash_at: str | None = None,
         masker: Masker | None = None,
@@ -103,7 +103,6 @@ class DeltaSink:
         self.faults = WriteFaults(fail_writes)
         self.group = group
         self.topic = topic
-        self.encoding: Encoding = encoding
         self.crash_at = crash_at
         check_warehouse(warehouse)
         self.tables: dict[str, DeltaTable] = {
@@ -222,7 +221,7 @@ class DeltaSink:
         out = []
         for r in records:
             try:
-                spans, rejects = decode(r.value, encoding_of(r.headers, self.encoding))
+                spans, rejects = decode(r.value, encoding_of(r.headers, r.value))
             except Exception as exc:  # a DecodeError, or a decoder bug: this message's problem, not the batch's
                 out.append(Decoded(r, [], [], str(exc) if isinstance(exc, SpanlakeError) else describe(exc), "decode"))
                 continue

@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     )
     topic: str = Field("otlp_spans", description="Topic of OTLP trace requests (the Collector's default).")
     group: str = Field("spanlake-ingest", description="Consumer group of the ingest service.")
-    encoding: Encoding = Field("otlp_proto", description="Encoding assumed when a message has no content-type header.")
+    encoding: Encoding = Field(
+        "otlp_proto",
+        description="No longer used, still accepted: ingest detects each message's encoding (its content-type "
+        "header, else its bytes: OTLP JSON is an object, protobuf starts with field 1's tag).",
+    )
     flush_spans: int = Field(50_000, gt=0, description="Flush a micro-batch at this many spans ...")
     flush_bytes: int = Field(32 * 1024 * 1024, gt=0, description="... or this many message bytes ...")
     flush_seconds: float = Field(1.0, gt=0, description="... or when its oldest message is this old.")

@@ -167,6 +167,18 @@ INGEST_ERRORS = TableSpec(
     ),
 )
 
+DEAD_LETTER_REPLAYS = TableSpec(
+    name="dead_letter_replays",
+    columns=(
+        _c("replay_id", pa.string(), "The `spanlake dead-letters replay` run that took the dead letter (32 hex).", False),
+        *KAFKA_COLUMNS,
+        _c("letter_ingested_at", TIMESTAMP, "ingested_at of the ingest_errors row replayed (with the offset: which one).",
+           False),
+        _c("planned_at", TIMESTAMP, "When the replay listed it, before writing anything.", False),
+        _c("day", pa.date32(), "UTC date of planned_at (partition column).", False),
+    ),
+)
+
 OFFSET_RANGE = pa.struct([("partition", pa.int32()), ("first_offset", pa.int64()), ("last_offset", pa.int64())])
 
 INGEST_BATCHES = TableSpec(
@@ -329,6 +341,7 @@ TABLES: dict[str, TableSpec] = {
         TRACE_INFO,
         OPEN_TRACES,
         INGEST_ERRORS,
+        DEAD_LETTER_REPLAYS,
         INGEST_BATCHES,
         ASSESSMENTS,
         JOB_RUNS,

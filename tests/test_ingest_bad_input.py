@@ -65,7 +65,7 @@ def test_each_kind_of_bad_input_is_dead_lettered_with_a_reason(settings: Setting
     by_offset = errors.group_by("offset").agg(pl.col("error")).sort("offset")
     reasons = {row["offset"]: " | ".join(row["error"]) for row in by_offset.iter_rows(named=True)}
     assert set(reasons) == {1, 2, 3, 5, 6}
-    assert "not an OTLP protobuf" in reasons[1]
+    assert "neither OTLP protobuf (first byte 0x00" in reasons[1]
     assert "not an OTLP protobuf" in reasons[2]  # truncated
     assert "trace_id must be 16 non-zero bytes, got 0 bytes" in reasons[3]
     assert "trace_id must be 16 non-zero bytes, got 15 bytes" in reasons[3]

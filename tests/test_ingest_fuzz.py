@@ -20,7 +20,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from spanlake.errors import DecodeError
 from spanlake.ingest import attribute_keys
-from spanlake.ingest.otlp import MIN_TIME_NS, decode, encoding_of
+from spanlake.ingest.encodings import encoding_of
+from spanlake.ingest.otlp import MIN_TIME_NS, decode
 from spanlake.ingest.sink import DeltaSink
 
 NOW_NS = 1_764_000_000 * 10**9
@@ -217,7 +218,7 @@ def test_every_message_becomes_rows_or_dead_letters(sink, batch: list[tuple[byte
         assert whole["value"].to_list() in ([], [r.value])
         assert "\n" not in "".join(letters["error"])
         try:
-            spans, rejects = decode(r.value, encoding_of(r.headers, "otlp_proto"))
+            spans, rejects = decode(r.value, encoding_of(r.headers, r.value))
         except DecodeError:
             assert whole["stage"].to_list() == ["decode"]
             continue

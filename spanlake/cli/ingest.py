@@ -73,7 +73,13 @@ def produce(settings: Settings, files: tuple[Path, ...]) -> None:
 @click.option("--until-idle", is_flag=True, help="Exit once caught up with the topic (batch runs, tests).")
 @with_settings("warehouse", "bootstrap_servers", "topic")
 def ingest(settings: Settings, group: str | None, until_idle: bool) -> None:
-    """Consume OTLP spans and commit them exactly once to the Delta tables."""
+    """Consume OTLP spans and commit them exactly once to the Delta tables.
+
+    Each message's encoding is detected: its content-type header, else its bytes (OTLP protobuf
+    or OTLP JSON, as the Collector's Kafka exporter writes them without headers). Messages that
+    cannot be ingested become dead letters (table ingest_errors, with the reason); fix the cause,
+    then `spanlake dead-letters replay` ingests them.
+    """
     if group:
         settings = settings.model_copy(update={"group": group})
     run_ingest(settings, until_idle=until_idle)
