@@ -6,8 +6,8 @@ import pytest
 from test_ingest_bad_input import request, span
 
 from spanlake.errors import DecodeError
+from spanlake.exporter import to_otlp_json
 from spanlake.ingest.encodings import encoding_of, frames_as_proto
-from spanlake.ingest.exporter import to_otlp_json
 from spanlake.ingest.otlp import decode
 
 PROTO = [("content-type", b"application/x-protobuf")]

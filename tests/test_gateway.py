@@ -177,3 +177,52 @@ def test_503_with_retry_after_while_kafka_is_down_then_accepts(
     finally:
         gw.stop()
         stop_broker(data_dir=data_dir)
+
+
+def test_mlflow_tracing_sends_to_the_gateway(gateway: Gateway, settings: Settings, tmp_path: Path) -> None:
+    """MLflow's own tracing library, pointed at the gateway by the OTel variables its docs name."""
+    app = tmp_path / "mlflow_app.py"
+    app.write_text(
+        "import mlflow\n"
+        "from mlflow.entities import SpanType\n"
+        "from mlflow.tracing.constant import SpanAttributeKey\n"
+        "def chat(messages):\n"
+        "    with mlflow.start_span('chat', span_type=SpanType.CHAT_MODEL) as span:\n"
+        "        span.set_inputs({'messages': messages})\n"
+        "        span.set_attribute(SpanAttributeKey.MODEL, 'gpt-4o-mini')\n"
+        "        span.set_attribute(SpanAttributeKey.MODEL_PROVIDER, 'openai')\n"
+        "        span.set_attribute(SpanAttributeKey.CHAT_USAGE,\n"
+        "                           {'input_tokens': 30, 'output_tokens': 5, 'total_tokens': 35})\n"
+        "        answer = {'role': 'assistant', 'content': 'Tomorrow.'}\n"
+        "        span.set_outputs(answer)\n"
+        "        return answer\n"
+        "@mlflow.trace(span_type=SpanType.TOOL)\n"
+        "def lookup(order_id):\n"
+        "    return {'order_id': order_id, 'status': 'shipped'}\n"
+        "@mlflow.trace(span_type=SpanType.AGENT)\n"
+        "def agent(question):\n"
+        "    lookup('A1')\n"
+        "    return chat([{'role': 'user', 'content': question}])['content']\n"
+        "print(agent('When does it ship?'))\n"
+        "mlflow.flush_trace_async_logging() if hasattr(mlflow, 'flush_trace_async_logging') else None\n"
+    )
+    env = {**ingest_env(settings), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": gateway.url + "/v1/traces",
+           "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "mlflow-app"}  # fmt: skip
+    import sys
+
+    done = subprocess.run([sys.executable, str(app)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Tomorrow." in done.stdout, done.stderr
+    ingest(settings)
+    spans = {r["name"]: r for r in read_rows(settings)}
+    assert set(spans) == {"agent", "lookup", "chat"}
+    assert (spans["agent"]["span_type"], spans["lookup"]["span_type"], spans["chat"]["span_type"]) == (
+        "AGENT", "TOOL", "CHAT_MODEL")  # fmt: skip
+    chat = spans["chat"]
+    assert (chat["model"], chat["provider"], chat["input_tokens"], chat["output_tokens"]) == ("gpt-4o-mini", "openai", 30, 5)
+    assert chat["parent_span_id"] == spans["agent"]["span_id"] == spans["lookup"]["parent_span_id"]
+
+
+def read_rows(settings: Settings) -> list[dict]:
+    from support import read
+
+    return list(read(settings, "span_data").iter_rows(named=True))

@@ -8,7 +8,7 @@ import polars as pl
 from support import create_topic, ingest_subprocess, read, send_raw
 from test_ingest_bad_input import request, span
 
-from spanlake.ingest.exporter import to_otlp_json
+from spanlake.exporter import to_otlp_json
 from spanlake.settings import Settings
 
 PROTO = [("content-type", b"application/x-protobuf")]
