@@ -39,6 +39,12 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(_LAZY[name]), name)
+    try:
+        module = importlib.import_module(_LAZY[name])
+    except ModuleNotFoundError as exc:  # the spanlake-tracing distribution holds the app side only
+        if exc.name and exc.name.startswith("spanlake."):
+            raise ImportError(f"spanlake.{name} is part of the warehouse: pip install spanlake") from None
+        raise
+    value = getattr(module, name)
     globals()[name] = value
     return value

@@ -90,7 +90,7 @@ def instrument(
 
             # Short blocking bounds: an outage fills the buffer instead of stalling the export thread.
             _exporter = KafkaSpanExporter(bootstrap_servers, topic, send_timeout=10, max_block_ms=5000,
-                                          max_buffered_spans=max_buffered_spans)  # fmt: skip
+                                          bootstrap_timeout_ms=5000, max_buffered_spans=max_buffered_spans)  # fmt: skip
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
