@@ -137,3 +137,21 @@ class Settings(BaseSettings):
     judge_cache_path: Path | None = Field(
         None, description="SQLite file of kept verdicts (default: <cache_dir>/judge_cache.sqlite)."
     )
+
+
+def markdown() -> str:
+    """The README's settings section, generated from the fields (tests keep the two equal)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if name in ("fail_writes", "crash_at"):  # fault-injection hooks of the test suite
+            continue
+        alias = field.validation_alias
+        names = list(alias.choices) if isinstance(alias, AliasChoices) else [f"SPANLAKE_{name.upper()}"]
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        shown = "–" if default in (None, "", [], {}) else f"`{default}`"
+        if isinstance(default, Path) and str(default).startswith(str(Path.home())):
+            shown = f"`~/{Path(default).relative_to(Path.home())}`"
+        variables = " or ".join(f"`{n}`" for n in names)
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| {variables} | {shown} | {meaning} |")
+    return "\n".join(rows) + "\n"
