@@ -1,5 +1,5 @@
 """`spanlake demo`: local broker, production-like traffic, ingest, the example scorers, costs and
-monitors, then a summary of what to run next."""
+monitors, a summary of what to run next, then the dashboard on the data (until Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,13 @@ from spanlake.settings import Settings
     "--scorers", type=click.Path(dir_okay=False, path_type=Path), default=Path("examples/scorers.toml"),
     show_default=True, help="Jobs config (scorers, monitors) to run on the demo data (skipped when the file is missing).",
 )  # fmt: skip
+@click.option("--dashboard-port", type=click.IntRange(1, 65535), default=8501, show_default=True,
+              help="Port of the dashboard the demo ends with.")  # fmt: skip
+@click.option("--no-dashboard", is_flag=True, help="End after the summary instead of serving the dashboard.")
 @with_settings("warehouse", "topic")
-def demo(settings: Settings, traces: int, port: int, scorers: Path) -> None:
-    """Everything at once: local broker, production-like traffic, ingest, scoring, costs, monitors, then a summary."""
+def demo(settings: Settings, traces: int, port: int, scorers: Path, dashboard_port: int, no_dashboard: bool) -> None:
+    """Everything at once: local broker, production-like traffic, ingest, scoring, costs, monitors, a
+    summary, then the dashboard on the demo data (Ctrl-C stops it; the broker keeps running)."""
     from spanlake.broker import start_broker
     from spanlake.tables.delta import table_uri
 
@@ -71,6 +75,23 @@ def demo(settings: Settings, traces: int, port: int, scorers: Path) -> None:
         f"print(pl.read_delta('{table_uri(settings.warehouse, 'trace_info')}').group_by('service_name', 'state').len())\"\n"
         f"The broker keeps running (bootstrap servers {info.bootstrap_servers}); stop it with: {command} broker stop"
     )
+    if not no_dashboard:
+        _serve_dashboard(settings, dashboard_port)
+
+
+def _serve_dashboard(settings: Settings, port: int) -> None:
+    import os
+    import subprocess
+
+    from spanlake.cli.dashboard import streamlit_command
+
+    click.echo(f"\nDashboard: open http://localhost:{port} (Ctrl-C stops it)", err=True)
+    where = settings.warehouse if "://" in settings.warehouse else os.path.abspath(settings.warehouse)
+    env = {**os.environ, "SPANLAKE_WAREHOUSE": where}
+    try:
+        subprocess.call(streamlit_command(port, "localhost"), env=env)
+    except KeyboardInterrupt:
+        pass
 
 
 def _a_failed_trace(settings: Settings) -> str | None:
