@@ -1,24 +1,33 @@
 """The deployment files, checked without a Docker engine: a real compose implementation
 (docker-compose, installed by `make test`) validates and resolves docker-compose.yml; every spanlake
-service runs a real command with settings spanlake accepts; the gateway starts with the compose
-settings and passes its health check; the Collector writes what ingest reads."""
+service runs a real command with settings spanlake accepts, and gateway, ingest replicas, jobs and
+dashboard run here with their compose commands and settings (a trace goes gateway -> Kafka -> the
+tables; health checks pass; SIGTERM stops each in its grace period); the Collector writes what
+ingest reads; the Dockerfile builds the native decoder and runs unprivileged."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import typing
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 from click.testing import CliRunner
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanlake.broker import BrokerInfo, free_port
 from spanlake.cli import cli
@@ -118,36 +127,111 @@ def test_spanlake_services_run_real_commands_with_their_settings(
     assert load_registry(local) and load_monitors(local)
 
 
-def test_gateway_starts_with_the_compose_settings(compose: dict, broker: BrokerInfo) -> None:
-    """`spanlake gateway` as the compose file runs it, with Kafka at the test broker and a free
-    loopback port in place of 0.0.0.0:4318; its own compose health check then passes."""
-    gateway, kafka_init = compose["services"]["gateway"], compose["services"]["kafka-init"]
-    env = {**os.environ, **gateway["environment"], "SPANLAKE_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
-    ensure_topic(broker.bootstrap_servers, env["SPANLAKE_TOPIC"], partitions=int(kafka_init["environment"]["PARTITIONS"]))
-    port = str(free_port())
-    args = [{"0.0.0.0": "127.0.0.1", "4318": port}.get(a, a) for a in gateway["command"]]
-    assert args != gateway["command"] and "--port" in args and "--host" in args
-    spanlake = Path(sys.executable).with_name("spanlake")
-    process = subprocess.Popen([str(spanlake), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+class LocalService:
+    """One spanlake service of the compose file, run here as compose would run it, but with Kafka at
+    the test broker, the warehouse in a local folder (the S3 path has tests of its own), mounted
+    files at their host paths, and free loopback ports in place of 0.0.0.0 and the container ports."""
+
+    def __init__(self, compose: dict, name: str, broker: BrokerInfo, warehouse: Path, log: Path) -> None:
+        service = compose["services"][name]
+        self.name, self.service, self.log = name, service, log
+        self.ports = {str(p["target"]): str(free_port()) for p in service.get("ports", [])}
+        mounts = {target: source for source, target, *_ in (v.split(":") for v in service.get("volumes", []))}
+        env = {k: str(v) for k, v in service["environment"].items() if k != "SPANLAKE_STORAGE_OPTIONS"}
+        env["SPANLAKE_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        if "SPANLAKE_WAREHOUSE" in env:
+            env["SPANLAKE_WAREHOUSE"] = str(warehouse)
+        for key, value in env.items():
+            for target, source in mounts.items():
+                if value.startswith(target + "/") and Path(source).is_dir():
+                    env[key] = source + value.removeprefix(target)
+        self.args = [{"0.0.0.0": "127.0.0.1", **self.ports}.get(a, a) for a in service["command"]]
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("spanlake")), *self.args], env={**os.environ, **env},
+            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def healthy(self) -> bool:
+        """The service's own compose health check, pointed at its local port."""
+        assert self.process.poll() is None, f"{self.name} exited: {self.log.read_text()}"
+        check = self.service["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "python", "-c"], check
+        script = check[3]
+        for target, port in self.ports.items():
+            script = script.replace(f"localhost:{target}", f"127.0.0.1:{port}")
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30).returncode == 0
+
+    def stop(self) -> tuple[bool, int | None]:
+        """SIGTERM, as `docker compose stop` sends it: whether the service and every process it
+        started ended within its stop_grace_period (10 s unless set), and its exit code."""
+        grace = float(str(self.service.get("stop_grace_period", "10s")).removesuffix("s"))
+        deadline = time.monotonic() + grace
+        self.process.terminate()
+        try:
+            code = self.process.wait(timeout=grace)
+            while time.monotonic() < deadline:
+                os.killpg(self.process.pid, 0)  # ProcessLookupError once none of the group is left
+                time.sleep(0.1)
+            return False, code
+        except ProcessLookupError:
+            return True, code
+        except subprocess.TimeoutExpired:
+            return False, None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)  # whatever outlived its grace period
+            self.process.wait()
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
+        time.sleep(0.5)
+
+
+def test_the_spanlake_services_start_and_work_with_the_compose_settings(
+    compose: dict, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """Gateway, the ingest replicas, jobs and dashboard, each with its compose command and settings:
+    a trace sent to the gateway reaches the warehouse, the health checks pass, SIGTERM stops each."""
+    services = compose["services"]
+    kafka_init = services["kafka-init"]["environment"]
+    ensure_topic(broker.bootstrap_servers, kafka_init["SPANLAKE_TOPIC"], partitions=int(kafka_init["PARTITIONS"]))
+    warehouse = tmp_path / "warehouse"
+    replicas = {"ingest": services["ingest"]["deploy"]["replicas"]}
+    running = [
+        LocalService(compose, name, broker, warehouse, tmp_path / f"{name}-{i}.log")
+        for name in ("gateway", "ingest", "jobs", "dashboard") for i in range(replicas.get(name, 1))
+    ]  # fmt: skip
+    by_name = {s.name: s for s in running}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-                    assert answer.status == 200
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "the gateway did not answer /health within 60 s"
-                time.sleep(0.2)
-        check = gateway["healthcheck"]["test"]
-        assert check[:3] == ["CMD", "python", "-c"] and "localhost:4318/health" in check[3]
-        probe = subprocess.run([sys.executable, "-c", check[3].replace("localhost:4318", f"127.0.0.1:{port}")],
-                               capture_output=True, text=True, timeout=30)  # fmt: skip
-        assert probe.returncode == 0, probe.stderr
+        gateway, dashboard, jobs = by_name["gateway"], by_name["dashboard"], by_name["jobs"]
+        wait_until(gateway.healthy, 60, "the gateway's health check passes")
+
+        finished = InMemorySpanExporter()
+        provider = TracerProvider(resource=Resource.create({"service.name": "compose-check"}))
+        provider.add_span_processor(SimpleSpanProcessor(finished))
+        with provider.get_tracer("deployment").start_as_current_span("compose-check"):
+            pass
+        provider.shutdown()
+        spans = finished.get_finished_spans()
+        exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{gateway.ports['4318']}/v1/traces")
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        trace_id = format(spans[0].context.trace_id, "032x")
+
+        def landed() -> bool:
+            if not (warehouse / "trace_info" / "_delta_log").exists():
+                return False
+            return pl.read_delta(str(warehouse / "trace_info")).filter(pl.col("trace_id") == trace_id).height == 1
+
+        wait_until(landed, 60, "the trace sent to the gateway is in trace_info")
+        wait_until(dashboard.healthy, 90, "the dashboard's health check passes")
+        wait_until(lambda: jobs.log.stat().st_size > 0, 60, "the jobs finish their first pass")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stopped = {s.log.name: s.stop() for s in running}
+    # Exit 0, or killed by the SIGTERM it re-raises after shutting down (uvicorn does: 143 in Docker).
+    assert all(in_time and code in (0, -signal.SIGTERM) for in_time, code in stopped.values()), stopped
 
 
 def resolve(value: str, env: dict[str, str]) -> str:
