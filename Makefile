@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 PACKAGE_DIRS := spanlake $(wildcard spanlake/*/) ingest tables query jobs dashboard $(wildcard dashboard/*/)
 NATIVE_STAMP := $(VENV)/.native
+COMPOSE_STAMP := $(VENV)/.compose
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +25,21 @@ $(NATIVE_STAMP): $(wildcard native/Cargo.* native/pyproject.toml native/src/*.rs
 	else echo "cargo not found: spanlake_native is not built, the pure-Python OTLP decoder will be used"; fi
 	touch $(NATIVE_STAMP)
 
+# A compose implementation that runs without a Docker engine, so tests/test_deployment.py can
+# validate docker-compose.yml: Debian's docker-compose package (as root), unless one is installed.
+$(COMPOSE_STAMP): | $(VENV)/bin/python
+	@if command -v docker-compose >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "apt-get install docker-compose"; apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; \
+	else echo "docker-compose not found: install it (Debian: apt-get install docker-compose) to validate docker-compose.yml"; exit 1; fi
+	touch $(COMPOSE_STAMP)
+
 setup: $(STAMP) $(NATIVE_STAMP)  ## Python packages into .venv (Kafka's jars are fetched by the first broker start)
 
 demo: setup  ## local broker, production-like traffic, ingest, a summary
 	$(BIN)/spanlake demo
 
-test: setup lint  ## lint, type check and the whole test suite, against a real local broker
+test: setup lint $(COMPOSE_STAMP)  ## lint, type check and the whole test suite, against a real local broker
 	$(BIN)/pytest
 
 lint: setup  ## ruff and mypy (mypy runs from .venv so it reads the installed package, not ./spanlake)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,9 +41,13 @@ def dashboard(settings: Settings, port: int, address: str) -> None:
     env = {**os.environ, "SPANLAKE_WAREHOUSE": settings.warehouse}
     click.echo(f"dashboard on the warehouse at {settings.warehouse}: open http://{address}:{port} (Ctrl-C stops it)",
                err=True)  # fmt: skip
+    process = subprocess.Popen(streamlit_command(port, address), env=env)
+    # `docker compose stop` (or systemd) signals this process alone: pass SIGTERM on, so Streamlit
+    # stops with it instead of outliving it (as a container's PID 1, an unhandled SIGTERM is ignored).
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     try:
-        code = subprocess.call(streamlit_command(port, address), env=env)
-    except KeyboardInterrupt:
-        code = 0
-    if code not in (0, -2):
+        code = process.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached Streamlit too, as one process group
+        code = process.wait()
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise SystemExit(code)
