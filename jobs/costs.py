@@ -61,6 +61,7 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 END = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)  # "from a date on", as an interval
 MAX_INTERVALS = 64  # past this, the smallest gaps between touched hours are recomputed too
 RETRIES = 8
+FILE_HOURS = 2  # a rebuild writes span_costs and cost_rollups files of this many hours
 SPLIT = [c.name for c in TOKEN_SPLIT]
 DIMENSIONS = ["service", "environment", "provider", "model", "user_id"]
 
@@ -559,8 +560,12 @@ def _rebuild(
         judge_rows = _judge_rows(judged, [(midnight, midnight + DAY)], prices)
         result.spans_read += rows.height + judge_rows.height
         rollups = _rollups(rows, judge_rows)
-        result.rows_written += _write_days(targets[SPAN_COSTS.name], SPAN_COSTS, rows, [day], stored, final)
-        result.rows_written += _write_days(targets[COST_ROLLUPS.name], COST_ROLLUPS, rollups, [day], stored, final)
+        result.rows_written += _write_hours(
+            targets[SPAN_COSTS.name], SPAN_COSTS, rows, day, "start_time", stored, final
+        )
+        result.rows_written += _write_hours(
+            targets[COST_ROLLUPS.name], COST_ROLLUPS, rollups, day, "window_start", stored, final
+        )
         result.windows_recomputed += rollups.select("window", "window_start").n_unique()
         parts = _trace_parts(rows.filter(pl.col("request_time").is_not_null()))
         if start is not None:  # traces before the rebuilt days keep their rows
@@ -601,6 +606,40 @@ def _write_days(
                     writer_properties=writer_properties(spec), commit_properties=commit,
                     post_commithook_properties=NO_CHECKPOINT)  # fmt: skip
     stored[spec.name] |= set(days)
+    return data.num_rows
+
+
+def _write_hours(
+    table: DeltaTable, spec: TableSpec, rows: pl.DataFrame, day: dt.date, col: str, stored: dict[str, set[dt.date]],
+    commit: CommitProperties | None,
+) -> int:  # fmt: skip
+    """A day's rows written as one file per FILE_HOURS hours of `col` (a commit each, the first
+    replacing the whole day), so that an incremental run's replace of a few hours, pruned by the
+    files' statistics, rewrites those hours' files and not the day's."""
+    by_file = rows.sort(col).with_columns(_file=pl.col(col).dt.hour() // FILE_HOURS)
+    chunks = by_file.partition_by("_file", maintain_order=True, include_key=False) if rows.height else []
+    if len(chunks) <= 1:
+        return _write_days(table, spec, rows, [day], stored, commit)
+    written = _write_days(table, spec, chunks[0], [day], stored, None)
+    midnight = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    for i, chunk in enumerate(chunks[1:], 1):
+        first = chunk[col].min()
+        assert isinstance(first, dt.datetime)
+        lo = midnight + first.hour // FILE_HOURS * FILE_HOURS * HOUR
+        hours = f"day = '{day}' AND {col} >= {_sql_time(lo)} AND {col} < {_sql_time(lo + FILE_HOURS * HOUR)}"
+        written += _append_where(table, spec, chunk, hours, commit if i == len(chunks) - 1 else None)
+    return written
+
+
+def _append_where(
+    table: DeltaTable, spec: TableSpec, rows: pl.DataFrame, predicate: str, commit: CommitProperties | None
+) -> int:
+    # An overwrite of rows the day's first commit already removed: a concurrent writer of these
+    # hours makes it fail, where an append would add the hours twice.
+    data = _arrow(rows, spec)
+    write_deltalake(table, data, mode="overwrite", predicate=predicate, partition_by=list(spec.partition_by),
+                    writer_properties=writer_properties(spec), commit_properties=commit,
+                    post_commithook_properties=NO_CHECKPOINT)  # fmt: skip
     return data.num_rows
 
 
