@@ -21,7 +21,8 @@ the log small (36 files for 10M traces) while a file is still a unit of parallel
 Distributions: 6 services, 3 environments, 5,000 users (Zipf, s=1.1: user-0000 is the
 busiest, user-0042 ~0.2% of traces), 30-minute sessions, 5 trace shapes (chat, rag, embed,
 agent with geometric tool turns, and 0.2% 50-span "research" agents), 6 chat and 2 embedding
-models over 4 providers, lognormal latencies and token counts, a diurnal arrival curve, ~3%
+models over 5 providers (ingest/workload.py's real, dated names, all priced by genai-prices; 20%
+of calls report their cost), lognormal latencies and token counts, a diurnal arrival curve, ~3%
 ERROR traces plus 3% of tool calls failing (recovered), tags (6 keys, one optional) and
 metadata (8 keys incl. mlflow.trace.user) maps, ~100-200 byte attribute JSON per span.
 
@@ -51,10 +52,13 @@ import pyarrow as pa
 from deltalake import DeltaTable, PostCommitHookProperties, write_deltalake
 
 from spanlake.ingest.rows import EXTRA_SCHEMA, ROLLUP_COLUMNS, trace_aggregates
+from spanlake.ingest.workload import CHAT_MODELS, EMBED_MODELS, REASONING_MODELS
+from spanlake.jobs.prices import SPAN_COLUMNS, PriceList, price_spans
 from spanlake.tables.delta import writer_properties
 from spanlake.tables.schemas import SPAN_DATA, STRING_MAP, TRACE_INFO
 
 US_PER_MS = 1_000
+PRICES = PriceList()
 US_PER_DAY = 86_400_000_000
 EPOCH = dt.date(1970, 1, 1)
 
@@ -75,12 +79,10 @@ SHAPE_SERVICES = {  # shape -> (service indices, weights)
 }
 RESEARCH_SPANS = 50  # root + 24 (LLM, TOOL) turns + final LLM
 MAX_AGENT_TURNS = 20
-CHAT_MODELS = (  # (provider, model)
-    ("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("openai", "o3-mini"),
-    ("anthropic", "claude-sonnet-4"), ("anthropic", "claude-3-5-haiku"), ("gcp.gemini", "gemini-2.5-flash"),
-)  # fmt: skip
-CHAT_MODEL_WEIGHTS = (0.30, 0.25, 0.05, 0.20, 0.10, 0.10)
-EMBED_MODELS = (("openai", "text-embedding-3-small"), ("cohere", "embed-english-v3.0"))
+# Real models, named as their providers name them (ingest/workload.py's list: (provider, requested
+# model, the dated model the response reports) and the models reporting reasoning), so the
+# warehouse's cost is a real cost: every name prices through genai-prices.
+CHAT_MODEL_WEIGHTS = (0.30, 0.25, 0.05, 0.20, 0.10, 0.10)  # in CHAT_MODELS' order
 TOOLS = ("search_orders", "get_weather", "lookup_customer", "create_ticket", "run_sql", "fetch_url")
 QUESTIONS = (  # (before the number, after it); None: no number
     ("How do I reset my password?", None), ("Where is my order ", "?"), ("Summarise the refund policy.", None),
@@ -326,11 +328,15 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
     )  # fmt: skip
     g = strings.gather(pl.Series(idx)).with_columns(trace_id=day.trace_id.gather(pl.Series(idx)))
     df = df.with_columns(g.gather(pl.Series(t)))
-    model_names = [m for _, m in CHAT_MODELS] + [m for _, m in EMBED_MODELS]
-    providers = [p for p, _ in CHAT_MODELS] + [p for p, _ in EMBED_MODELS]
+    requested_names = [m for _, m, _ in CHAT_MODELS] + [m for _, m in EMBED_MODELS]
+    response_names = [r for _, _, r in CHAT_MODELS] + [m for _, m in EMBED_MODELS]
+    providers = [p for p, _, _ in CHAT_MODELS] + [p for p, _ in EMBED_MODELS]
     typ_c, has_model = pl.col("typ"), pl.col("model_idx") >= 0
     midx = pl.col("model_idx").clip(0)
-    model = pl.when(has_model).then(pl.lit(pl.Series(model_names)).gather(midx))
+    requested = pl.when(has_model).then(pl.lit(pl.Series(requested_names)).gather(midx))
+    responded = pl.when(has_model).then(pl.lit(pl.Series(response_names)).gather(midx))
+    # span_data's model is the response's when reported: a failed call names only the requested one
+    model = pl.when(pl.col("ok_call")).then(responded).otherwise(requested)
     provider = pl.when(has_model).then(pl.lit(pl.Series(providers)).gather(midx))
     is_root = pl.col("pos") == 0
     anthropic = provider == "anthropic"
@@ -359,11 +365,12 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
             "user_id", "session_id", "question", "shape_s"))
         .when(pl.col("is_llm")).then(jfmt(
             '{"gen_ai.operation.name":"chat","gen_ai.provider.name":"{}","gen_ai.request.model":"{}",'
-            '"gen_ai.request.temperature":0.2,"gen_ai.usage.input_tokens":{},"gen_ai.usage.output_tokens":{}}',
-            provider, model, in_tokens.fill_null(0), out_tokens.fill_null(0)))
+            '{}"gen_ai.request.temperature":0.2,"gen_ai.usage.input_tokens":{},"gen_ai.usage.output_tokens":{}}',
+            provider, requested, pl.when("ok_call").then(jfmt('"gen_ai.response.model":"{}",', responded))
+            .otherwise(pl.lit("")), in_tokens.fill_null(0), out_tokens.fill_null(0)))
         .when(pl.col("is_emb")).then(jfmt(
             '{"gen_ai.operation.name":"embeddings","gen_ai.provider.name":"{}","gen_ai.request.model":"{}",'
-            '"gen_ai.usage.input_tokens":{}}', provider, model, in_tokens.fill_null(0)))
+            '"gen_ai.usage.input_tokens":{}}', provider, requested, in_tokens.fill_null(0)))
         .when(typ_c == T_TOOL).then(jfmt(
             '{"gen_ai.operation.name":"execute_tool","gen_ai.tool.name":"{}","gen_ai.tool.call.id":"call_{}"}',
             "tool", "call_id"))
@@ -390,8 +397,8 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
         pl.col("end_us") * 1000, error_type, error_msg))  # fmt: skip
     name = (
         pl.when(is_root).then(jfmt("{}.request", "shape_s"))
-        .when(pl.col("is_llm")).then(jfmt("chat {}", model))
-        .when(pl.col("is_emb")).then(jfmt("embeddings {}", model))
+        .when(pl.col("is_llm")).then(jfmt("chat {}", requested))
+        .when(pl.col("is_emb")).then(jfmt("embeddings {}", requested))
         .when(typ_c == T_TOOL).then(jfmt("execute_tool {}", "tool"))
         .when(typ_c == T_RETR).then(pl.lit("retrieve docs"))
         .when(typ_c == T_RERANK).then(pl.lit("rerank"))
@@ -416,6 +423,13 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
     root_row = pl.Series(starts[t])
     parent_row = pl.Series(np.where((shape == RAG) & (pos == 3), np.arange(total) - 1, starts[t]))
     cache_ok = reports_tokens & pl.col("is_llm")
+    # Usage as the providers report it: prompts of 1024+ tokens cache (OpenAI's reads in 128-token
+    # steps); OpenAI and Anthropic always report a cache read count, Gemini only on a hit; only
+    # Anthropic reports cache creation; reasoning models count reasoning inside output_tokens.
+    cacheable = pl.col("in_tok") >= 1024
+    hit = cacheable & (pl.col("cache_frac") > 0.6)
+    cached = (pl.col("in_tok") * pl.col("cache_frac")).cast(pl.Int64)
+    cached = pl.when(provider == "openai").then(cached // 128 * 128).otherwise(cached)
     us = pl.Datetime("us", "UTC")
     out = df.with_columns(
         parent_span_id=pl.when(~is_root).then(pl.col("span_id").gather(parent_row)),
@@ -433,18 +447,16 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
         input_tokens=in_tokens,
         output_tokens=out_tokens,
         total_tokens=pl.when(reports_tokens).then(pl.col("in_tok") + pl.when("is_llm").then("out_tok").otherwise(0)),
-        cache_read_input_tokens=pl.when(cache_ok & (provider != "gcp.gemini")).then(
-            (pl.col("in_tok") * pl.col("cache_frac") * (pl.col("cache_frac") > 0.6)).cast(pl.Int64)
+        cache_read_input_tokens=pl.when(cache_ok & ((provider != "gcp.gemini") | hit)).then(
+            pl.when(hit).then(cached).otherwise(0)
         ),
         cache_creation_input_tokens=pl.when(cache_ok & anthropic).then(
-            (pl.col("in_tok") * (pl.col("cache_frac") < 0.05)).cast(pl.Int64)
+            (pl.col("in_tok") * (cacheable & (pl.col("cache_frac") < 0.05))).cast(pl.Int64)
         ),
-        reasoning_output_tokens=pl.when(cache_ok & (model == "o3-mini")).then(
+        reasoning_output_tokens=pl.when(cache_ok & model.is_in(sorted(REASONING_MODELS))).then(
             (pl.col("out_tok") * pl.col("cache_frac")).cast(pl.Int64)
         ),
-        provided_cost_usd=pl.when(cache_ok & pl.col("cost_reported")).then(
-            pl.col("in_tok") * 2.5e-6 + pl.col("out_tok") * 1e-5
-        ),
+        provided_cost_usd=pl.lit(None, pl.Float64),
         inputs=inputs,
         outputs=outputs,
         attributes=attributes,
@@ -456,7 +468,9 @@ def span_part(rng: np.random.Generator, day: Day, idx: np.ndarray, strings: pl.D
         ingested_at=(pl.col("end_us") + 2_000_000).cast(us),
         day=(pl.col("start_us") // US_PER_DAY).cast(pl.Int32).cast(pl.Date),
     )
-    return out
+    # 20% of calls report their cost (as a gateway such as LiteLLM does): the real one, genai-prices'.
+    priced = price_spans(out.select(SPAN_COLUMNS), PRICES)["cost_usd"]
+    return out.with_columns(provided_cost_usd=pl.when(cache_ok & pl.col("cost_reported")).then(priced))
 
 
 def span_facts(spans: pl.DataFrame) -> pl.DataFrame:

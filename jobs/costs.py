@@ -37,17 +37,19 @@ from deltalake.exceptions import TableNotFoundError
 from spanlake.errors import TableError
 from spanlake.jobs.job_runs import JobRun, one_line
 from spanlake.jobs.prices import PriceList, price_spans
+from spanlake.query.search import span_days
 from spanlake.tables.delta import (
     NO_CHECKPOINT,
     check_warehouse,
     files_added_since,
     is_commit_conflict,
     open_or_create,
+    partition_days,
     table_uri,
     writer_properties,
 )
 from spanlake.tables.schemas import COST_ROLLUPS, SPAN_COSTS, TOKEN_SPLIT, TRACE_COSTS, TableSpec
-from spanlake.tables.tokens import counts_tokens, is_model_call, reports_usage, token_sums
+from spanlake.tables.tokens import counts_tokens, is_model_call, reports_usage
 
 JOB = "costs"
 SOURCES = ("span_data", "trace_info", "assessments")
@@ -59,6 +61,7 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 END = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)  # "from a date on", as an interval
 MAX_INTERVALS = 64  # past this, the smallest gaps between touched hours are recomputed too
 RETRIES = 8
+FILE_HOURS = 2  # a rebuild writes span_costs and cost_rollups files of this many hours
 SPLIT = [c.name for c in TOKEN_SPLIT]
 DIMENSIONS = ["service", "environment", "provider", "model", "user_id"]
 
@@ -175,7 +178,6 @@ class _Plan:
     app: list[Interval]  # hours whose span_costs and app rollups are recomputed
     judge: list[Interval]  # hours whose judge rollups are recomputed
     traces: pl.DataFrame | None  # trace_ids (and request_time) whose trace_costs rows are redone; None: all
-    full_traces: bool = False
 
 
 def _open(warehouse: str, name: str, options: dict[str, str] | None) -> DeltaTable | None:
@@ -200,15 +202,28 @@ def _run_once(
     if not behind and reprice_since is None:
         return result  # nothing new anywhere: no commit, no version moves
     covered = {s: _lowest([t.transaction_version(app_id(s)) for t in targets.values()]) for s in SOURCES}
-    plan = _plan(sources, covered, reprice_since, storage_options)
     txns = [Transaction(app_id(s), v) for s, v in latest.items() if v is not None]
     commit = CommitProperties(app_transactions=txns)
-    if reprice_since is not None:
-        behind = targets  # re-pricing rewrites every table, whatever its watermark
+    plan = _plan(sources, covered, storage_options) if behind else None
+    if plan is not None and plan.traces is None:  # first run, or the covered versions' log is gone: every day
+        _rebuild(targets, sources, None, prices, commit, result)
+        return result
+    if plan is not None:
+        _update(behind, sources, plan, prices, commit, result)
+    if reprice_since is not None:  # caught up: now every day from the first trace still running then
+        _rebuild(targets, sources, _reprice_start(sources["trace_info"], reprice_since), prices, commit, result)
+    return result
 
+
+def _update(
+    behind: dict[str, DeltaTable], sources: dict[str, DeltaTable | None], plan: _Plan, prices: PriceList,
+    commit: CommitProperties, result: CostRun,
+) -> None:  # fmt: skip
+    """Recompute the plan's hours and traces, one commit per table."""
+    assert sources["span_data"] is not None and sources["trace_info"] is not None
     rows = _span_costs(sources["span_data"], sources["trace_info"], plan.app, prices)
     judged = _judge_rows(sources["assessments"], plan.judge, prices)
-    result.spans_read = rows.height + judged.height
+    result.spans_read += rows.height + judged.height
     if SPAN_COSTS.name in behind:
         result.rows_written += _replace(behind[SPAN_COSTS.name], SPAN_COSTS, rows.select(SPAN_COSTS.column_names),
                                         _sql_within(plan.app, "start_time"), commit)  # fmt: skip
@@ -217,8 +232,7 @@ def _run_once(
     if COST_ROLLUPS.name in behind:
         written, windows = _write_rollups(behind[COST_ROLLUPS.name], rows, judged, plan, commit)
         result.rows_written += written
-        result.windows_recomputed = windows
-    return result
+        result.windows_recomputed += windows
 
 
 def _lowest(versions: list[int | None]) -> int | None:
@@ -226,10 +240,8 @@ def _lowest(versions: list[int | None]) -> int | None:
 
 
 def _plan(
-    sources: dict[str, DeltaTable | None], covered: dict[str, int | None], reprice_since: dt.date | None,
-    storage_options: Mapping[str, str] | None,
-) -> _Plan:  # fmt: skip
-    since = [] if reprice_since is None else [(dt.datetime.combine(reprice_since, dt.time(), dt.timezone.utc), END)]
+    sources: dict[str, DeltaTable | None], covered: dict[str, int | None], storage_options: Mapping[str, str] | None
+) -> _Plan:
     spans, info, judged = sources["span_data"], sources["trace_info"], sources["assessments"]
     assert spans is not None and info is not None
     span_files = _added(spans, covered["span_data"], storage_options)
@@ -245,20 +257,8 @@ def _plan(
             lo=(pl.col("request_time") - SKEW).dt.truncate("1h"),
             hi=pl.coalesce("end_time", "request_time") + SKEW,
         )
-        traces = traces.select("trace_id", "request_time")
-        if since:  # every trace with a span from that date on, each with all its spans
-            repriced = (
-                pl.scan_delta(info)
-                .filter(pl.col("end_time").is_null() | (pl.col("end_time") >= since[0][0] - SKEW))
-                .select("trace_id", "request_time")
-                .collect()
-            )
-            traces = pl.concat([traces, repriced])
-            if first := repriced["request_time"].min():
-                assert isinstance(first, dt.datetime)
-                since = [(_floor_hour(min(first - SKEW, since[0][0])), END)]
-        app = _intervals(_hours_of(new_spans["start_time"]), list(ranges.iter_rows()) + since)
-        traces = traces.unique("trace_id")
+        app = _intervals(_hours_of(new_spans["start_time"]), list(ranges.iter_rows()))
+        traces = traces.select("trace_id", "request_time").unique("trace_id")
     judge: list[Interval] = []
     if judged is not None:
         judge_files = _added(judged, covered["assessments"], storage_options)
@@ -268,7 +268,7 @@ def _plan(
             made = _read(judge_files, {"created_at": TIME, "judge_model": pl.String}, storage_options).drop_nulls(
                 "judge_model"
             )
-            judge = _intervals(_hours_of(made["created_at"]), since)
+            judge = _intervals(_hours_of(made["created_at"]))
     return _Plan(app, judge, traces)
 
 
@@ -289,7 +289,7 @@ def _read(files: list[str], columns: dict[str, Any], storage_options: Mapping[st
 # --- span_costs -------------------------------------------------------------------------------
 
 SPAN_READ = ["trace_id", "span_id", "parent_span_id", "span_type", "start_time", "end_time", "service_name",
-             "provider", "model", "input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
+             "provider", "model", "input_tokens", "output_tokens", "cache_read_input_tokens",
              "cache_creation_input_tokens", "reasoning_output_tokens", "provided_cost_usd"]  # fmt: skip
 
 
@@ -318,19 +318,29 @@ def _span_costs(spans: DeltaTable, info: DeltaTable, intervals: list[Interval], 
         return _empty_span_costs()
     first, last = counted["start_time"].min(), counted["start_time"].max()
     assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
+    # The trace's user, environment and request_time (trace_costs' day), from its trace_info row.
+    bounds = (pl.col("day") <= (last + SKEW).date()) & (pl.col("request_time") <= last + SKEW)
     attrs = (
         pl.scan_delta(info)
-        .filter((pl.col("request_time") <= last + SKEW) & (pl.col("end_time").is_null() | (pl.col("end_time") >= first - SKEW)))
-        .select("trace_id", "user_id", "environment")
+        .filter(bounds & (pl.col("end_time").is_null() | (pl.col("end_time") >= first - SKEW)))
+        .select("trace_id", "user_id", "environment", "request_time")
         .join(counted.lazy().select("trace_id").unique(), on="trace_id", how="semi")
         .unique("trace_id")
         .collect()
     )  # fmt: skip
+    if (missing := counted.select("trace_id").unique().join(attrs, on="trace_id", how="anti")).height:
+        # trace_info's row ends before the span starts (its latest batch is not committed yet)
+        late = (
+            pl.scan_delta(info).filter(bounds).select("trace_id", "request_time")
+            .join(missing.lazy(), on="trace_id", how="semi").unique("trace_id").collect()
+        )  # fmt: skip
+        attrs = pl.concat([attrs, late], how="diagonal")
     priced = price_spans(counted.join(attrs, on="trace_id", how="left"), prices)
     return priced.select(
         "trace_id", "span_id", "start_time", pl.col("service_name").alias("service"), "environment",
         "provider", "model", "user_id", *_split(), "cost_usd", "cost_source", "price_source", "price_date",
         "unpriced_reason", pl.col("start_time").dt.date().alias("day"), "span_type", "input_tokens", "output_tokens",
+        "request_time",
     )  # fmt: skip
 
 
@@ -350,7 +360,9 @@ def _split() -> list[pl.Expr]:
 
 
 def _empty_span_costs() -> pl.DataFrame:
-    extra = pl.DataFrame(schema={"span_type": pl.String, "input_tokens": pl.Int64, "output_tokens": pl.Int64})
+    extra = pl.DataFrame(
+        schema={"span_type": pl.String, "input_tokens": pl.Int64, "output_tokens": pl.Int64, "request_time": TIME}
+    )
     return pl.concat([_empty(SPAN_COSTS), extra], how="horizontal")
 
 
@@ -405,16 +417,30 @@ def _replace(table: DeltaTable, spec: TableSpec, rows: pl.DataFrame, predicate: 
     return data.num_rows
 
 
+def _trace_parts(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per trace of span_costs `rows`, its sums (TRACE_COSTS' columns but day): summed again over
+    several such frames (`_per_trace`), they give the sums over all their rows."""
+    return _per_trace(rows.select(
+        "trace_id", "request_time", "input_tokens", "output_tokens", "cost_usd",
+        priced_spans=pl.col("cost_usd").is_not_null().cast(pl.Int64),
+        unpriced_spans=pl.col("cost_usd").is_null().cast(pl.Int64),
+    ))  # fmt: skip
+
+
+def _per_trace(parts: pl.DataFrame) -> pl.DataFrame:
+    # Every row is a counted model call: a total is null exactly when trace_info's is (tables.tokens).
+    return parts.group_by("trace_id").agg(
+        pl.col("request_time").first(),
+        *(pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).alias(c)
+          for c in ("input_tokens", "output_tokens", "cost_usd")),
+        pl.col("priced_spans", "unpriced_spans").sum(),
+    )  # fmt: skip
+
+
 def _trace_rows(rows: pl.DataFrame, traces: pl.DataFrame | None, info: DeltaTable) -> pl.DataFrame:
     """trace_costs rows of `traces` (trace_id, request_time; None: every trace) from their span_costs rows."""
     mine = rows if traces is None else rows.join(traces.select("trace_id"), on="trace_id", how="semi")
-    # The tokens rule once more (every row here counts) so the totals are null exactly when trace_info's are.
-    per_trace = mine.group_by("trace_id").agg(
-        *token_sums(pl.lit(True))[:2],
-        cost_usd=pl.when(pl.col("cost_usd").is_not_null().any()).then(pl.col("cost_usd").sum()),
-        priced_spans=pl.col("cost_usd").is_not_null().sum().cast(pl.Int64),
-        unpriced_spans=pl.col("cost_usd").is_null().sum().cast(pl.Int64),
-    )
+    per_trace = _trace_parts(mine).drop("request_time")
     requested = (
         pl.scan_delta(info).select("trace_id", "request_time")
         .join(per_trace.lazy().select("trace_id"), on="trace_id", how="semi").unique("trace_id").collect()
@@ -504,6 +530,143 @@ def _write_rollups(
     return written, new.select("window", "window_start").n_unique()
 
 
+# --- a rebuild, day by day ---------------------------------------------------------------------
+
+
+def _rebuild(
+    targets: dict[str, DeltaTable], sources: dict[str, DeltaTable | None], start: dt.date | None, prices: PriceList,
+    commit: CommitProperties, result: CostRun,
+) -> None:  # fmt: skip
+    """Every day from `start` on (None: all) recomputed whole, with one day of model-call spans in
+    memory at a time; each table's day partitions are replaced by partition overwrites (of two
+    runs writing one day at once, the later commit fails and its run starts over). The watermark
+    rides on each table's last commit only, so a run that dies midway is redone by the next.
+
+    A trace's row is written once no later span can belong to its day's traces (their latest
+    end_time, from the trace_info log's statistics: `span_days`); until then its sums wait."""
+    spans, info, judged = sources["span_data"], sources["trace_info"], sources["assessments"]
+    assert spans is not None and info is not None
+    stored = {name: partition_days(t) for name, t in targets.items()}
+    trace_days = partition_days(info)
+    found = trace_days | partition_days(spans) | (partition_days(judged) if judged else set())
+    days = sorted(d for d in found.union(*stored.values()) if start is None or d >= start)
+    last_span_day = {d: span_days(info, (d, d))[1] for d in trace_days if d in days}  # None: unknown
+    pending = _trace_parts(_empty_span_costs())
+    done: set[dt.date] = set()
+    for i, day in enumerate(days):
+        final = commit if i == len(days) - 1 else None
+        midnight = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+        rows = _span_costs(spans, info, [(midnight, midnight + DAY)], prices)
+        judge_rows = _judge_rows(judged, [(midnight, midnight + DAY)], prices)
+        result.spans_read += rows.height + judge_rows.height
+        rollups = _rollups(rows, judge_rows)
+        result.rows_written += _write_hours(
+            targets[SPAN_COSTS.name], SPAN_COSTS, rows, day, "start_time", stored, final
+        )
+        result.rows_written += _write_hours(
+            targets[COST_ROLLUPS.name], COST_ROLLUPS, rollups, day, "window_start", stored, final
+        )
+        result.windows_recomputed += rollups.select("window", "window_start").n_unique()
+        parts = _trace_parts(rows.filter(pl.col("request_time").is_not_null()))
+        if start is not None:  # traces before the rebuilt days keep their rows
+            parts = parts.filter(pl.col("request_time").dt.date() >= start)
+        if again := set(parts["request_time"].dt.date().unique()) & done:  # a span past its trace's end_time
+            back = pl.scan_delta(targets[TRACE_COSTS.name]).filter(pl.col("day").is_in(sorted(again))).collect()
+            parts = pl.concat([parts, back.select(parts.columns)])
+            done -= again
+            last_span_day.update(dict.fromkeys(again))
+        pending = _per_trace(pl.concat([pending, parts])) if parts.height else pending
+        ready = {d for d in days[: i + 1] if d not in done and (final or _spans_over(last_span_day.get(d, d), day))}
+        if final:
+            ready |= set(pending["request_time"].dt.date().unique())
+        is_ready = pl.col("request_time").dt.date().is_in(sorted(ready))
+        rows_out = pending.filter(is_ready).with_columns(day=pl.col("request_time").dt.date())
+        result.rows_written += _write_days(
+            targets[TRACE_COSTS.name], TRACE_COSTS, rows_out, sorted(ready), stored, final
+        )
+        pending, done = pending.filter(~is_ready), done | ready
+
+
+def _spans_over(last: dt.date | None, day: dt.date) -> bool:
+    return last is not None and last <= day
+
+
+def _write_days(
+    table: DeltaTable, spec: TableSpec, rows: pl.DataFrame, days: list[dt.date], stored: dict[str, set[dt.date]],
+    commit: CommitProperties | None,
+) -> int:  # fmt: skip
+    """Replace the day partitions `days` of `table` with `rows` (`stored`: the days that may hold
+    rows), in one commit carrying `commit`; nothing to replace and no commit: no write."""
+    if rows.is_empty() and not stored[spec.name] & set(days) and commit is None:
+        return 0
+    data = _arrow(rows, spec)
+    # An overwrite, not an append, even of an empty day: two runs appending one day would both win.
+    predicate = " OR ".join(f"day = '{d}'" for d in days) or "false"
+    write_deltalake(table, data, mode="overwrite", predicate=predicate, partition_by=list(spec.partition_by),
+                    writer_properties=writer_properties(spec), commit_properties=commit,
+                    post_commithook_properties=NO_CHECKPOINT)  # fmt: skip
+    stored[spec.name] |= set(days)
+    return data.num_rows
+
+
+def _write_hours(
+    table: DeltaTable, spec: TableSpec, rows: pl.DataFrame, day: dt.date, col: str, stored: dict[str, set[dt.date]],
+    commit: CommitProperties | None,
+) -> int:  # fmt: skip
+    """A day's rows written as one file per FILE_HOURS hours of `col` (a commit each, the first
+    replacing the whole day), so that an incremental run's replace of a few hours, pruned by the
+    files' statistics, rewrites those hours' files and not the day's."""
+    by_file = rows.sort(col).with_columns(_file=pl.col(col).dt.hour() // FILE_HOURS)
+    chunks = by_file.partition_by("_file", maintain_order=True, include_key=False) if rows.height else []
+    if len(chunks) <= 1:
+        return _write_days(table, spec, rows, [day], stored, commit)
+    written = _write_days(table, spec, chunks[0], [day], stored, None)
+    midnight = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    for i, chunk in enumerate(chunks[1:], 1):
+        first = chunk[col].min()
+        assert isinstance(first, dt.datetime)
+        lo = midnight + first.hour // FILE_HOURS * FILE_HOURS * HOUR
+        hours = f"day = '{day}' AND {col} >= {_sql_time(lo)} AND {col} < {_sql_time(lo + FILE_HOURS * HOUR)}"
+        written += _append_where(table, spec, chunk, hours, commit if i == len(chunks) - 1 else None)
+    return written
+
+
+def _append_where(
+    table: DeltaTable, spec: TableSpec, rows: pl.DataFrame, predicate: str, commit: CommitProperties | None
+) -> int:
+    # An overwrite of rows the day's first commit already removed: a concurrent writer of these
+    # hours makes it fail, where an append would add the hours twice.
+    data = _arrow(rows, spec)
+    write_deltalake(table, data, mode="overwrite", predicate=predicate, partition_by=list(spec.partition_by),
+                    writer_properties=writer_properties(spec), commit_properties=commit,
+                    post_commithook_properties=NO_CHECKPOINT)  # fmt: skip
+    return data.num_rows
+
+
+def _reprice_start(info: DeltaTable | None, since: dt.date) -> dt.date:
+    """The first day to rebuild when re-pricing from `since`: every trace with a span from then on
+    is rewritten with all its spans, and so is every trace with a span on the days that adds."""
+    assert info is not None
+    start = since
+    while True:
+        midnight = dt.datetime.combine(start, dt.time(), dt.timezone.utc)
+        first = (
+            pl.scan_delta(info).filter(pl.col("end_time").is_null() | (pl.col("end_time") >= midnight - SKEW))
+            .select(pl.col("request_time").min()).collect().item()
+        )  # fmt: skip
+        earlier = (first - SKEW).date() if isinstance(first, dt.datetime) else start
+        if earlier >= start:
+            return start
+        start = earlier
+
+
+def _rollups(rows: pl.DataFrame, judged: pl.DataFrame) -> pl.DataFrame:
+    """Hour and day windows of whole days' span_costs rows and priced judge results."""
+    hourly = _hourly(rows, judged)
+    daily = _aggregate(hourly.with_columns(pl.col("window_start").dt.truncate("1d")), "day", ROLLUP_KEYS)
+    return pl.concat([hourly.select(COST_ROLLUPS.column_names), daily.select(COST_ROLLUPS.column_names)])
+
+
 def costs_from_scratch(
     *, warehouse: str, storage_options: Mapping[str, str] | None = None, prices: PriceList | None = None
 ) -> dict[str, pl.DataFrame]:
@@ -517,12 +680,8 @@ def costs_from_scratch(
     everything = [(EPOCH, END)]
     rows = _span_costs(spans, info, everything, prices)
     judged = _judge_rows(_open(warehouse, "assessments", options), everything, prices)
-    hourly = _hourly(rows, judged)
-    daily = _aggregate(hourly.with_columns(pl.col("window_start").dt.truncate("1d")), "day", ROLLUP_KEYS)
     return {
         SPAN_COSTS.name: rows.select(SPAN_COSTS.column_names).sort("trace_id", "span_id"),
         TRACE_COSTS.name: _trace_rows(rows, None, info).select(TRACE_COSTS.column_names).sort("trace_id"),
-        COST_ROLLUPS.name: pl.concat(
-            [hourly.select(COST_ROLLUPS.column_names), daily.select(COST_ROLLUPS.column_names)]
-        ).sort(pl.all()),
+        COST_ROLLUPS.name: _rollups(rows, judged).sort(pl.all()),
     }

@@ -196,7 +196,7 @@ def _day_filter(days: tuple[dt.date | None, dt.date | None]) -> list[pl.Expr]:
     return out + ([pl.col("day") <= pl.lit(hi)] if hi else [])
 
 
-def _span_days(table: DeltaTable, days: Days) -> Days:
+def span_days(table: DeltaTable, days: Days) -> Days:
     """The days the spans of traces whose `day` is within `days` can start on: from that day to
     the day of the latest end_time of those rows (a trace may last days), from the Delta log's
     file statistics; no upper bound where a file has none."""
@@ -242,7 +242,7 @@ def _filtered(
         assert spans is not None
         # A trace's spans start at or after its request_time (a start bound carries over as is)
         # and by its end_time, which can be days later.
-        span_filter = [*_day_filter(_span_days(table, days)), any_of(span_preds)]
+        span_filter = [*_day_filter(span_days(table, days)), any_of(span_preds)]
         if start is not None:
             span_filter.append(pl.col("start_time") >= pl.lit(_EPOCH + dt.timedelta(microseconds=start)))
         matched = (

@@ -5,6 +5,7 @@ per topic/partition, the offset as version).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -187,6 +188,14 @@ def offset_commit(topic: str, last_offsets: Mapping[int, int]) -> CommitProperti
     """Commit properties that record `last_offsets` ({partition: last offset}) with the data."""
     txns = [Transaction(offset_app_id(topic, p), o) for p, o in sorted(last_offsets.items())]
     return CommitProperties(app_transactions=txns)
+
+
+def partition_days(table: DeltaTable) -> set[dt.date]:
+    """The `day` partitions that hold data files in the table's snapshot (from the log)."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if "partition.day" not in actions.column_names:
+        return set()
+    return {d for d in actions.column("partition.day").to_pylist() if d is not None}
 
 
 def files_added_since(

@@ -15,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError
 from polars.testing import assert_frame_equal
 from support import SPANLAKE, create_topic, ingest, read, send_raw
 from test_ingest_bad_input import request, span
@@ -218,6 +219,7 @@ def test_two_job_processes_at_once_then_a_cli_reprice_with_the_prices_file(setti
     assert wrong.returncode == 2 and "--backfill does not apply to the costs job" in wrong.stderr
 
 
+
 def test_search_filters_and_orders_by_the_cost_the_job_computed(settings: Settings) -> None:
     from spanlake.query import count_traces, search_traces
 
@@ -237,3 +239,31 @@ def test_search_filters_and_orders_by_the_cost_the_job_computed(settings: Settin
     assert search_traces(f"trace.cost > {between}", warehouse=settings.warehouse)["trace_id"].to_list() == [a]
     assert count_traces(f"trace.cost <= {between}", warehouse=settings.warehouse) == 1
     assert search_traces("trace.cost IS NULL", warehouse=settings.warehouse)["trace_id"].to_list() == [c]
+
+
+def test_a_rebuild_goes_day_by_day_and_one_that_died_midway_is_redone(settings: Settings) -> None:
+    create_topic(settings, partitions=1)
+    night = T0 + 13 * 60 * MIN + 50 * MIN  # 23:50 on June 1st
+    C, D = 0xC, 0xD
+    send(settings,
+         span(C, 1, start=night, end=night + 30 * MIN, **ROOT),  # a trace over midnight
+         span(C, 2, parent=1, start=night + 5 * MIN, end=night + 6 * MIN, **chat(1000, 100)),
+         span(C, 3, parent=1, start=night + 20 * MIN, end=night + 21 * MIN, **chat(3000, 300, cached=1000)),
+         span(D, 1, start=night + 60 * MIN, end=night + 61 * MIN, **chat(500, 50)))  # fmt: skip
+    # The second day's partition cannot be created: the run dies after the first day's commits.
+    blocked = Path(table_uri(settings.warehouse, "span_costs")) / "day=2026-06-02"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("in the way")
+    with pytest.raises(DeltaError, match="Not a directory"):
+        run_costs(warehouse=settings.warehouse)
+    assert read(settings, "span_costs")["span_id"].to_list() == [f"{2:016x}"]
+    assert DeltaTable(table_uri(settings.warehouse, "span_costs")).transaction_version("spanlake-job:costs:span_data") is None
+    blocked.unlink()
+
+    run_costs(warehouse=settings.warehouse)  # no watermark: rebuilt from the first day
+    trace = read(settings, "trace_costs").filter(pl.col("trace_id") == f"{C:032x}").row(0, named=True)
+    assert trace["day"] == dt.date(2026, 6, 1) and trace["priced_spans"] == 2
+    assert trace["cost_usd"] == pytest.approx(gpt4o(1000, 100) + gpt4o(3000, 300, 1000), rel=1e-12)
+    assert sorted(read(settings, "span_costs")["day"].unique()) == [dt.date(2026, 6, 1), dt.date(2026, 6, 2)]
+    assert_from_scratch(settings)
+
