@@ -19,13 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
-import polars as pl
 from playwright.sync_api import Browser, Page, Playwright
 from support import SPANLAKE
 
 from spanlake.broker import free_port
 from spanlake.dashboard.pages import PAGES
-from spanlake.tables import scan
 
 INSTALL = "make browser (as root: apt-get install -y chromium)"
 START_TIMEOUT = 60.0  # seconds: the server imports Streamlit, Polars and the app
@@ -132,16 +130,3 @@ def open_page(page: Page, url: str, heading: str, shot: Path) -> None:
         assert not shown, f"{url} shows errors: {shown}"
     finally:
         page.screenshot(path=shot)
-
-
-def llm_heavy_trace(warehouse: str) -> str:
-    """A completed trace with the most model calls (then tokens): the one Trace detail shows off."""
-    return (
-        scan("trace_info", warehouse=warehouse)
-        .filter(pl.col("state") == "OK")
-        .sort("llm_call_count", "total_tokens", "trace_id", descending=[True, True, False])
-        .select("trace_id")
-        .head(1)
-        .collect()
-        .item()
-    )

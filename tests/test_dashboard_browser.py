@@ -7,8 +7,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser_support import launch, llm_heavy_trace, open_page, page_url, serve_dashboard, title, wait_for_page
-from dashboard_support import build_warehouse
+from browser_support import launch, open_page, page_url, serve_dashboard, title, wait_for_page
+from dashboard_support import build_warehouse, showcase_trace
 from playwright.sync_api import sync_playwright
 
 from spanlake.dashboard.pages import PAGES
@@ -20,7 +20,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_every_page_renders_in_a_browser(warehouse: str, tmp_path: Path) -> None:
-    trace_id = llm_heavy_trace(warehouse)
+    trace_id = showcase_trace(warehouse)
     with serve_dashboard(warehouse, tmp_path / "dashboard.log") as url, sync_playwright() as p:
         browser = launch(p)
         try:
