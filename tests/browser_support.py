@@ -3,7 +3,10 @@ Debian's chromium (Playwright's browser download cannot work here; `make browser
 Used by tests/test_dashboard_browser.py and docs/screenshots.py.
 
 Waiting follows Streamlit's own e2e suite (e2e_playwright conftest): the health endpoint, the app
-container, then the script run over (the status widget gone), plus an element of the page itself.
+container, an element of the page itself, then the script run over: stApp's
+data-test-script-state "notRunning" and no skeleton (a chart still drawing) for QUIET seconds in
+a row, since a bound widget can start another run. (The status widget the e2e suite also
+watches never renders with `--client.toolbarMode minimal`: observed with streamlit 1.67.)
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from spanlake.dashboard.pages import PAGES
 INSTALL = "make browser (as root: apt-get install -y chromium)"
 START_TIMEOUT = 60.0  # seconds: the server imports Streamlit, Polars and the app
 RUN_TIMEOUT = 60_000  # ms: a page's first run imports Polars and reads the tables
-QUIET = 1.0  # seconds the status widget must stay away: it can appear after a first check
+QUIET = 1.0  # seconds the page must stay idle: a rerun can start after a first check
 
 
 def chromium() -> str:
@@ -103,12 +106,12 @@ def wait_for_page(page: Page, heading: str) -> None:
     """Wait until the app rendered the page titled `heading` and its script run is over."""
     page.wait_for_selector("[data-testid=stAppViewContainer]", state="attached", timeout=RUN_TIMEOUT)
     page.locator("[data-testid=stMain] h1", has_text=heading).first.wait_for(timeout=RUN_TIMEOUT)
-    status = page.locator("[data-testid=stStatusWidget]")
+    app, skeletons = page.locator("[data-testid=stApp]"), page.locator("[data-testid=stSkeleton]")
     deadline = time.monotonic() + RUN_TIMEOUT / 1000
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < QUIET:
         assert time.monotonic() < deadline, f"page {heading!r} still running after {RUN_TIMEOUT / 1000:.0f}s"
-        if status.count():
+        if app.get_attribute("data-test-script-state") != "notRunning" or skeletons.count():
             quiet_since = time.monotonic()
         page.wait_for_timeout(100)
 
