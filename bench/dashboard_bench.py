@@ -13,7 +13,7 @@ modified by that: build one for it.
 
     nice .venv/bin/python bench/build_warehouse.py --traces 1000000 --start-day $(date -u -d '7 days ago' +%F) \\
         --out /work/bench-data/wh-1m
-    nice .venv/bin/python bench/dashboard_bench.py --warehouse /work/bench-data/wh-1m
+    nice .venv/bin/python bench/dashboard_bench.py --warehouse /work/bench-data/wh-1m    # --pages cost.py --range all
 
 Exits 1 when a page raised or showed an error (never for slowness: read the table).
 """
@@ -106,10 +106,11 @@ def verdict(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", required=True, help="a warehouse from bench/build_warehouse.py")
-    parser.add_argument("--runs", type=int, default=5, help="cold and warm runs per page and range (default 5)")
-    parser.add_argument("--ranges", default="24h,all", help="global time ranges to time, comma-separated "
-                        "(default 24h,all: the default view and the whole warehouse)")  # fmt: skip
-    parser.add_argument("--pages", default="", help="url paths of the pages to time, comma-separated (default all)")
+    parser.add_argument("--runs", "--repeat", type=int, default=5, help="cold and warm runs per page and range (default 5)")
+    parser.add_argument("--ranges", "--range", nargs="+", default=["24h", "all"], help="global time ranges "
+                        "(default 24h all: the default view and the whole warehouse)")  # fmt: skip
+    parser.add_argument("--pages", nargs="+", default=[], help="pages to time, by script or url path "
+                        "(cost.py or cost; default: every page)")  # fmt: skip
     args = parser.parse_args()
 
     warehouse = str(Path(args.warehouse).resolve())
@@ -117,10 +118,10 @@ def main() -> None:
     print(f"warehouse {warehouse}; {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     prepare(warehouse)
     trace_id = showcase_trace(warehouse)
-    chosen = [p for p in PAGES if not args.pages or p[3] in args.pages.split(",")]
+    chosen = [p for p in PAGES if not args.pages or {p[0], p[3]} & set(args.pages)]
 
     rows, failed = [], False
-    for time_range in args.ranges.split(","):
+    for time_range in args.ranges:
         for script, title, _, path in chosen:
             query = {"range": time_range, **({"trace_id": trace_id} if path == "trace" else {})}
             cold, warm, problems = bench_page(script, query, args.runs)

@@ -10,6 +10,8 @@ returned are reported against the targets of the "fast on tens of millions of tr
     d  get_trace of a 50-span trace                                     < 200 ms
     e  first page of an unfiltered search, newest first                 < 300 ms
     f  (extra, no target) the second page of e, through its page token
+    g  (extra, no target) trace.cost > 0.01 over one day, newest first  } need trace_costs:
+    h  (extra, no target) one day ordered by trace.cost DESC            } run the cost job first
 
 The day used by b and c (and the hour of a, 14:00-15:00 UTC) is the middle full day of the
 data; d's trace is a 50-span trace of that day. Pages hold --max-results rows (default 100).
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse", required=True, help="warehouse directory (build_warehouse.py --out)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per query (default 7)")
     parser.add_argument("--max-results", type=int, default=100, help="page size of the searches (default 100)")
-    parser.add_argument("--only", default="abcdef", help="queries to run, e.g. 'ad' (default abcdef)")
+    parser.add_argument("--only", default="abcdef", help="queries to run, e.g. 'ad' (default abcdef; g and h need trace_costs)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
     wh = str(Path(args.warehouse).resolve())
@@ -149,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             lambda: len(get_trace(trace_id, warehouse=wh).spans)),
         ("e", "first page, no filter, newest first", 300, search()),
         ("f", "second page of e (page token)", None, second_page),
+        ("g", "trace.cost > 0.01, one day", None, search(
+            filter_string="trace.cost > 0.01", start_time=day_start, end_time=day_end)),
+        ("h", "order_by trace.cost DESC, one day", None, search(
+            order_by=["trace.cost DESC"], start_time=day_start, end_time=day_end)),
     ]  # fmt: skip
     print(
         f"warehouse {wh}: trace_info {facts['trace_info']['rows']:,} rows in {facts['trace_info']['files']} files "

@@ -81,6 +81,38 @@ def loader(*tables: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
     return decorate
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _query(key: str, warehouse: str, versions: tuple[tuple[str, int], ...], args: tuple[Any, ...],
+           kwargs: tuple[tuple[str, Any], ...], _func: Callable[..., Any]) -> Any:  # fmt: skip
+    return _func(*args, **dict(kwargs))
+
+
+def query_loader(*tables: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Like `loader`, cached on the versions of `tables`, for a loader that reads through
+    spanlake.query's own functions (get_trace, scan_traces open their tables: passing frames in
+    would open each table twice). It gets only its own arguments; `location()` gives the warehouse."""
+
+    def decorate(func: Callable[..., R]) -> Callable[..., R]:
+        key = f"{func.__module__}.{func.__qualname__}"
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> R:
+            warehouse, options = location()
+            versions = tuple((name, _version(name, warehouse, options)) for name in tables)
+            result: R = _query(key, warehouse, versions, args, tuple(sorted(kwargs.items())), func)
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def refresh_versions() -> None:
+    """After the page itself wrote a table (human feedback): look the versions up again now, so
+    the rerun shows the write instead of waiting out VERSION_TTL."""
+    _version.clear()
+
+
 @loader("trace_info")
 def filter_choices(trace_info: pl.LazyFrame) -> dict[str, list[str]]:
     """The sidebar's choices: services, environments and models seen in trace_info."""

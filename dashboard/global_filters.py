@@ -51,6 +51,11 @@ class Filters:
                        self.service, self.environment, self.model, self.user)  # fmt: skip
 
     @property
+    def period(self) -> str:
+        """The range in words, for messages: "the last 24h", "all time"."""
+        return "all time" if self.start is None else f"the last {self.range}"
+
+    @property
     def granularity(self) -> str:
         """A Polars truncate interval that gives a readable number of points for the range."""
         length = (self.end or _minute()) - self.start if self.start else None
@@ -61,6 +66,12 @@ class Filters:
         if length > dt.timedelta(hours=6):
             return "15m"
         return "1m"
+
+    @property
+    def rollup_window(self) -> str:
+        """Which cost_rollups rows to read: day rows for a daily chart (fewer rows), else hour rows
+        (a range's first, partial day is then not counted whole)."""
+        return "day" if self.granularity == "1d" else "hour"
 
     def _time(self, column: str) -> list[pl.Expr]:
         out = []
@@ -83,9 +94,14 @@ class Filters:
             terms.append(pl.col("user_id") == self.user)
         return pl.all_horizontal(terms) if terms else pl.lit(True)
 
-    def rollup_expr(self) -> pl.Expr:
+    def time_expr(self, time_column: str) -> pl.Expr:
+        """The time range alone, for tables without the trace dimensions (ingest_batches, job_runs, alerts)."""
+        terms = self._time(time_column)
+        return pl.all_horizontal(terms) if terms else pl.lit(True)
+
+    def rollup_expr(self, time_column: str = "window_start") -> pl.Expr:
         """The filters on cost_rollups (and span_costs, with time_column start_time)."""
-        terms = self._time("window_start")
+        terms = self._time(time_column)
         for column, value in (("service", self.service), ("environment", self.environment),
                               ("model", self.model), ("user_id", self.user)):  # fmt: skip
             if value:
@@ -106,6 +122,9 @@ class Filters:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+quote = _quote  # a string literal of the filter language, for pages that build filters too
 
 
 def _minute() -> dt.datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -35,3 +36,8 @@ def page(url_path: str) -> st.Page:
         if path == url_path:
             return st.Page(VIEWS / script, title=title, icon=icon, url_path=path)
     raise KeyError(url_path)
+
+
+def trace_url(trace_id: str) -> str:
+    """A link to Trace detail for a LinkColumn (relative: it works under any server base path)."""
+    return f"trace?{urlencode({'trace_id': trace_id})}"

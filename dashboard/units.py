@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+import polars as pl
 
 
 def _missing(value: float | None) -> bool:
@@ -62,3 +65,8 @@ def change(now: float | None, before: float | None) -> str | None:
         return None
     assert now is not None and before is not None
     return f"{(now - before) / abs(before) * 100:+.0f}%"
+
+
+def column(name: str, fmt: Callable[[float | None], str]) -> pl.Expr:
+    """A column of numbers as text in one of these units, for tables: nulls read as fmt(None) ("–")."""
+    return pl.col(name).map_elements(fmt, return_dtype=pl.String, skip_nulls=True).fill_null(fmt(None))

@@ -1,18 +1,14 @@
-"""spanlake.ingest: OTLP spans from Kafka into the Delta tables, and the producer side
-(`KafkaSpanExporter`, the synthetic workload). Heavy imports stay lazy."""
+"""spanlake.ingest: OTLP spans from Kafka into the Delta tables, the OTLP/HTTP gateway, and the
+synthetic workload (the app-side exporter is `spanlake.exporter`). Heavy imports stay lazy."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["KafkaSpanExporter", "SpanIngestor"]
+__all__ = ["SpanIngestor"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "KafkaSpanExporter":
-        from spanlake.ingest.exporter import KafkaSpanExporter
-
-        return KafkaSpanExporter
     if name == "SpanIngestor":
         from spanlake.ingest.service import SpanIngestor
 

@@ -9,8 +9,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from spanlake.encoding import CONTENT_TYPE
 from spanlake.errors import SpanlakeError
-from spanlake.ingest.exporter import CONTENT_TYPE
 from spanlake.ingest.otlp import Encoding, decode
 
 FILE_ENCODINGS: dict[str, Encoding] = {".pb": "otlp_proto", ".json": "otlp_json"}

@@ -5,7 +5,9 @@ for good once the server rejects it). At most `concurrency` requests are in flig
 thread and judge sharing the client. A 429, a 5xx or a connection error is retried with
 exponential backoff and jitter, waiting what `Retry-After` (seconds or an HTTP date) or
 `retry-after-ms` asks. A run's budget stops further calls once spent, and the kept answers
-(spanlake.jobs.judge_cache) make a re-run free.
+(spanlake.jobs.judge_cache) make a re-run free. A USD budget prices each call as the cost job
+prices judge spend (spanlake.jobs.prices: genai-prices and the prices file, at the call's time),
+unless two flat per-million-token prices are set to override that.
 
 HTTP is urllib3's: every install has it already (requests, under streamlit, stands on it), its
 PoolManager is thread-safe and keeps connections alive, which the judges' throughput needs.
@@ -15,6 +17,7 @@ or the cache.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import json
 import logging
@@ -30,6 +33,7 @@ from pydantic import SecretStr
 
 from spanlake.errors import ConfigError, SpanlakeError
 from spanlake.jobs.judge_cache import Kept, VerdictCache, cache_key
+from spanlake.jobs.prices import PriceList
 from spanlake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,30 +61,61 @@ class Completion:
 
 
 class Budget:
-    """What a run may spend on judges, in tokens and/or USD; thread-safe."""
+    """What a run may spend on judges, in tokens and/or USD; thread-safe.
+
+    USD are counted from `prices` (default: genai-prices alone), or from the two flat prices per
+    million tokens when both are given (an explicit override, for a model no price list knows)."""
 
     def __init__(
         self, *, tokens: int | None = None, usd: float | None = None,
         input_usd_per_mtok: float | None = None, output_usd_per_mtok: float | None = None,
+        prices: PriceList | None = None,
     ) -> None:  # fmt: skip
-        if usd is not None and (input_usd_per_mtok is None or output_usd_per_mtok is None):
+        if (input_usd_per_mtok is None) != (output_usd_per_mtok is None):
             raise ConfigError(
-                "judge_budget_usd needs judge_input_usd_per_mtok and judge_output_usd_per_mtok (the judge model's prices)"
+                "set both judge_input_usd_per_mtok and judge_output_usd_per_mtok, or neither "
+                "(the judge model is then priced by genai-prices and SPANLAKE_PRICES_FILE)"
             )
         self.tokens, self.usd = tokens, usd
-        self._prices = (input_usd_per_mtok or 0.0, output_usd_per_mtok or 0.0)
+        self._flat = None if input_usd_per_mtok is None else (input_usd_per_mtok, output_usd_per_mtok or 0.0)
+        self._prices = (prices or PriceList()) if usd is not None and self._flat is None else None
+        self._priced: set[str] = set()  # models check_model found a price for
         self._lock = threading.Lock()
         self.reset()
+
+    def check_model(self, model: str) -> None:
+        """Refuse, before any call, a USD budget that could not count `model`'s calls (never a silent zero)."""
+        if self._prices is None or model in self._priced:
+            return
+        _, reason = self._prices.call_cost(model, 1, 1, dt.datetime.now(dt.timezone.utc))
+        if reason is not None:
+            raise _no_price(model, reason)
+        self._priced.add(model)
+
+    def _usd(self, input_tokens: int, output_tokens: int, models: tuple[str, ...]) -> float:
+        if self._flat is not None:
+            return (input_tokens * self._flat[0] + output_tokens * self._flat[1]) / 1e6
+        if self._prices is None:
+            return 0.0  # no USD budget: nothing to count
+        at = dt.datetime.now(dt.timezone.utc)
+        reason: str | None = "no model named"
+        for model in models:  # the answer's model (a dated version, say) first, then the one asked for
+            usd, reason = self._prices.call_cost(model, input_tokens, output_tokens, at)
+            if usd is not None:
+                return usd
+        raise _no_price(models[-1] if models else None, reason)  # only for a model check_model never saw
 
     def reset(self) -> None:
         """A new run starts: nothing spent."""
         with self._lock:
             self.spent_tokens, self.spent_usd, self._said = 0, 0.0, False
 
-    def spend(self, input_tokens: int, output_tokens: int) -> None:
+    def spend(self, input_tokens: int, output_tokens: int, *models: str) -> None:
+        """Count one call; `models` name what to price it by, first priced wins."""
+        usd = self._usd(input_tokens, output_tokens, models)  # outside the lock: pricing reads Polars
         with self._lock:
             self.spent_tokens += input_tokens + output_tokens
-            self.spent_usd += (input_tokens * self._prices[0] + output_tokens * self._prices[1]) / 1e6
+            self.spent_usd += usd
 
     def check(self) -> None:
         """Raise BudgetExceeded once the run has spent its budget (said once in the log, every time in the error)."""
@@ -97,6 +132,14 @@ class Budget:
         raise BudgetExceeded(f"{why}; no further judge calls this run")
 
 
+def _no_price(model: str | None, reason: str | None) -> ConfigError:
+    return ConfigError(
+        f"judge model {model!r} has no price ({reason}), so a USD judge budget cannot count its calls: "
+        "add it to SPANLAKE_PRICES_FILE, set SPANLAKE_JUDGE_INPUT_USD_PER_MTOK and _OUTPUT_USD_PER_MTOK, "
+        "or budget tokens (SPANLAKE_JUDGE_BUDGET_TOKENS)"
+    )
+
+
 class JudgeClient:
     def __init__(
         self, *, base_url: str, model: str, api_key: SecretStr | str | None = None, concurrency: int = 8,
@@ -107,6 +150,7 @@ class JudgeClient:
         self.model, self.concurrency, self.max_retries = model, concurrency, max_retries
         self._key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
         self.budget = budget or Budget()
+        self.budget.check_model(model)
         self.cache = cache
         self.backoff_seconds = backoff_seconds
         self._slots = threading.BoundedSemaphore(concurrency)
@@ -119,6 +163,7 @@ class JudgeClient:
         budget = Budget(
             tokens=settings.judge_budget_tokens, usd=settings.judge_budget_usd,
             input_usd_per_mtok=settings.judge_input_usd_per_mtok, output_usd_per_mtok=settings.judge_output_usd_per_mtok,
+            prices=PriceList.from_settings(settings) if settings.judge_budget_usd is not None else None,
         )  # fmt: skip
         return cls(
             base_url=settings.judge_base_url, model=settings.judge_model, api_key=settings.judge_api_key,
@@ -152,9 +197,10 @@ class JudgeClient:
         message = choices[0]["message"]
         usage = answer.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        self.budget.spend(*tokens)
+        answered = str(answer.get("model") or model)
+        self.budget.spend(*tokens, answered, model)
         content = message.get("content") or message.get("refusal") or ""
-        return Completion(str(content), str(answer.get("model") or model), *tokens, False, key)
+        return Completion(str(content), answered, *tokens, False, key)
 
     def keep(self, judge: str, completion: Completion) -> None:
         """Keep an answer that parsed, so the next run with the same prompt does not pay for it."""
@@ -248,7 +294,7 @@ def default_client() -> JudgeClient:
     settings = Settings()
     judge_fields = tuple(
         (name, getattr(settings, name)) for name in type(settings).model_fields if name.startswith("judge_")
-    ) + (("cache_dir", settings.cache_dir),)
+    ) + (("cache_dir", settings.cache_dir), ("prices_file", settings.prices_file))  # a USD budget prices by it
     key = tuple((n, v.get_secret_value() if isinstance(v, SecretStr) else v) for n, v in judge_fields)
     with _clients_lock:
         if key not in _clients:

@@ -55,6 +55,7 @@ class Judge(Scorer):
     ) -> None:  # fmt: skip
         self.client = client or default_client()
         self.model = _model_name(model) or self.client.model
+        self.client.budget.check_model(self.model)  # a USD budget needs this model's price: refused now, not at a call
         self.value_type = value_type
         self.system = SYSTEM.format(kind=describe(value_type))
         version = _digest("\n".join([self.model, self.system, self.template, definition, repr(value_type)]))

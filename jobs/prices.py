@@ -68,6 +68,11 @@ RATES_SCHEMA = {
     "_price_source": pl.String, "_price_date": pl.Date, "_reason": pl.String,
 }  # fmt: skip
 
+CALL_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "provider": pl.String, "model": pl.String, "start_time": pl.Datetime("us", "UTC"),
+    **{c: pl.Int64 for c in SPAN_COLUMNS if c.endswith("_tokens")}, "provided_cost_usd": pl.Float64,
+}  # fmt: skip
+
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -92,6 +97,19 @@ class PriceList:
     @classmethod
     def from_settings(cls, settings: Settings) -> PriceList:
         return cls(settings.prices_file)
+
+    def call_cost(
+        self, model: str, input_tokens: int, output_tokens: int, at: dt.datetime, provider: str | None = None
+    ) -> tuple[float | None, str | None]:
+        """(USD, None) for one model call started at `at`, priced exactly as price_spans prices a span
+        (the judges' budget counts what cost_rollups will record); (None, reason) when unpriced."""
+        call = pl.DataFrame(
+            [{"provider": provider, "model": model, "start_time": at, "input_tokens": input_tokens,
+              "output_tokens": output_tokens}],
+            schema=CALL_SCHEMA,
+        )  # fmt: skip
+        priced = price_spans(call, self).row(0, named=True)
+        return priced["cost_usd"], priced["unpriced_reason"]
 
     def rates(self, keys: pl.DataFrame) -> pl.DataFrame:
         """Rate rows (RATES_SCHEMA) for distinct (provider, model, _day) keys: one per long-context

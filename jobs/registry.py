@@ -1,4 +1,5 @@
-"""Registered scorers: the config file production scoring reads (SPANLAKE_SCORERS_FILE).
+"""Registered scorers: the jobs config file production scoring reads (SPANLAKE_SCORERS_FILE; its
+`[[monitors]]` are jobs.monitor_rules').
 
     # spanlake-scorers.toml
     [[scorers]]
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spanlake.errors import ConfigError
+from spanlake.errors import ConfigError, NothingConfigured
 from spanlake.jobs.scorer import PARAMS, Scorer
 
 KEYS = {"builtin", "use", "name", "params", "sample_rate", "filter"}
@@ -65,15 +66,18 @@ def load_registry(path: Path) -> list[RegisteredScorer]:
     return registered
 
 
-def _entries(path: Path) -> list[Any]:
+def read_config(path: Path) -> dict[str, Any]:
+    """The jobs config file (`[[scorers]]`, `[[monitors]]`) as a dict: TOML, or YAML when it ends in
+    .yaml/.yml; a ConfigError naming the file when it is missing or does not parse."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(
-            f"no scorers file at {path}; write one (see examples/scorers.toml) or set SPANLAKE_SCORERS_FILE / --config"
+        raise NothingConfigured(
+            f"no jobs config file at {path} (scorers and monitors); write one (see examples/scorers.toml) "
+            "or set SPANLAKE_SCORERS_FILE / --config"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read scorers file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read jobs config file {path}: {exc.strerror}") from None
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml
@@ -88,9 +92,13 @@ def _entries(path: Path) -> list[Any]:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    scorers = doc.get("scorers") if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else {}
+
+
+def _entries(path: Path) -> list[Any]:
+    scorers = read_config(path).get("scorers")
     if not isinstance(scorers, list) or not scorers:
-        raise ConfigError(f"{path} registers no scorers: it needs a `scorers` list ([[scorers]] tables in TOML)")
+        raise NothingConfigured(f"{path} registers no scorers: it needs a `scorers` list ([[scorers]] tables in TOML)")
     return scorers
 
 

@@ -69,10 +69,13 @@ def scan_assessments(
     storage_options: Mapping[str, str] | None = None,
     valid_only: bool = True,
     kind: str | None = None,
+    created_since: dt.datetime | None = None,
 ) -> pl.LazyFrame:
     """The `assessments` rows (its columns plus `valid`) at the table's latest version, as a
     LazyFrame. `valid_only` leaves out every row another row overrides; `kind` keeps only
-    "feedback" or "expectation" rows. A warehouse where nothing was scored yet reads as empty.
+    "feedback" or "expectation" rows; `created_since` only rows created from then on, reading
+    only their day partitions (an override is created after the row it replaces, so overrides
+    still resolve). A warehouse where nothing was scored yet reads as empty.
 
         from spanlake.query import scan_assessments, value_as_number
         scan_assessments(kind="feedback").group_by("name").agg(pass_rate=value_as_number().mean()).collect()
@@ -81,6 +84,10 @@ def scan_assessments(
         raise FilterError(f"kind must be one of {', '.join(ASSESSMENT_KINDS)} or None, not {kind!r}")
     warehouse, options = warehouse_location(warehouse, storage_options)
     _, rows = open_if_exists("assessments", warehouse, options)
+    if created_since is not None:
+        since = pl.lit(created_since.astimezone(dt.timezone.utc))
+        rows = rows.filter(pl.col("day") >= pl.lit(created_since.astimezone(dt.timezone.utc).date()),
+                           pl.col("created_at") >= since)  # fmt: skip
     rows = with_validity(rows)  # over every kind: an override is resolved before anything is left out
     if valid_only:
         rows = rows.filter(pl.col("valid"))

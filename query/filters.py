@@ -17,6 +17,7 @@ import polars as pl
 
 from spanlake.errors import FilterError
 from spanlake.query.assessments import ASSESSMENT_KINDS, BOOL_WORDS
+from spanlake.query.costs import COST_COLUMN, COST_FIELD
 from spanlake.query.grammar import (
     PATTERN_OPS,
     And,
@@ -107,7 +108,7 @@ VALID_FIELDS = (
     f"{', '.join([*TRACE_ALIASES, 'client_request_id', 'text'])}, bare or as trace.<x> / attributes.<x>; "
     "tags.<key>; metadata.<key>; "
     "span.name, span.type, span.status, span.content, span.attributes.<key>, span.<span_data column>; "
-    "feedback.<name>, expectation.<name>"
+    f"feedback.<name>, expectation.<name>; {COST_FIELD} (USD, from the cost job's trace_costs)"
 )
 _TRACE_DTYPES = dict(pl.from_arrow(TRACE_INFO.schema.empty_table()).schema)  # type: ignore[union-attr]
 _SPAN_DTYPES = dict(pl.from_arrow(SPAN_DATA.schema.empty_table()).schema)  # type: ignore[union-attr]
@@ -182,7 +183,9 @@ def resolve_field(path: tuple[str, ...], pos: int) -> Field:
     shown = ".".join(path)
     head, rest = path[0], path[1:]
     found: Field | None = None
-    if not rest:  # bare names: trace_info columns and the trace./attributes. names
+    if shown == COST_FIELD:  # not a trace_info column: the search joins trace_costs (spanlake.query.costs)
+        found = Field(shown, "number", (pl.col(COST_COLUMN),), pl.Float64(), COST_COLUMN)
+    elif not rest:  # bare names: trace_info columns and the trace./attributes. names
         found = _trace_field(head, shown)
     elif head in ("trace", "attributes") and len(rest) == 1:
         found = _trace_field(rest[0], shown)
@@ -253,6 +256,7 @@ class CompiledFilter:
     # condition on those columns that every matching trace meets (None: none).
     assessment_predicates: tuple[pl.Expr, ...] = ()
     assessment_required: pl.Expr | None = None
+    reads_cost: bool = False  # a trace.cost clause: the search joins trace_costs before `predicate`
 
 
 def _type_error(fld: Field, lit: Literal, why: str = "") -> FilterError:
@@ -482,6 +486,13 @@ def _conjuncts(node: Node) -> list[Node]:
     return [c for item in node.items for c in _conjuncts(item)] if isinstance(node, And) else [node]
 
 
+def _clauses(node: Node) -> list[Clause]:
+    """Every clause of the filter, in text order."""
+    if isinstance(node, Clause):
+        return [node]
+    return [c for item in ((node.item,) if isinstance(node, Not) else node.items) for c in _clauses(item)]
+
+
 def _disjuncts(node: Node) -> list[Node]:
     return [d for item in node.items for d in _disjuncts(item)] if isinstance(node, Or) else [node]
 
@@ -624,4 +635,5 @@ def compile_filter(text: str | None) -> CompiledFilter:
         required,
         tuple(compiler.assessment_predicates),
         all_of(needed) if needed else None,
+        any(resolve_field(c.field, c.pos).column == COST_COLUMN for c in _clauses(node)),
     )

@@ -4,10 +4,12 @@ the page token that makes paging stable while ingest keeps writing.
 A page token is urlsafe base64 (no padding) of JSON
     {"v": 1, "q": <query fingerprint>, "t": <trace_info version>, "s": <span_data version | null>,
      "k": [<sort key values of the page's last row>..., <its trace_id>],
-     "a": <assessments version, -1 while the table is missing; only for feedback./expectation. filters>}
+     "a": <assessments version, -1 while the table is missing; only for feedback./expectation. filters>,
+     "c": <trace_costs version, -1 while the table is missing>}
 Every page reads the Delta versions the first page read, so MERGEs and appends that land
 between page reads are invisible to the rest of the walk (no duplicates, no gaps), and the
-keyset cursor `k` starts the next page right after the last row (no OFFSET re-scan).
+keyset cursor `k` starts the next page right after the last row (no OFFSET re-scan). Each page
+holds the trace_info columns plus `cost_usd` (spanlake.query.costs: null when unpriced).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from deltalake import DeltaTable
 
 from spanlake.errors import FilterError
 from spanlake.query.assessments import assessments_since, with_validity
+from spanlake.query.costs import COST_COLUMN, require_costs, with_page_costs, with_trace_cost
 from spanlake.query.filters import (
     ASSESSMENT_MATCH,
     SPAN_MATCH,
@@ -86,6 +89,7 @@ class _Query:
     time_range: tuple[int | None, int | None]  # epoch us, [start, end)
     days: tuple[dt.date | None, dt.date | None]
     fingerprint: str
+    reads_cost: bool = False  # trace.cost in the filter or an order key: trace_costs joins before them
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class _Cursor:
     span_version: int | None
     after: list[Any]
     assessment_version: int | None = None
+    cost_version: int | None = None
 
 
 # --- arguments --------------------------------------------------------------------------
@@ -141,18 +146,21 @@ def _build_query(
     time_range = (_time_us(start_time, "start_time"), _time_us(end_time, "end_time"))
     identity = json.dumps([filter_string or "", list(order), list(time_range)])
     fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return _Query(compiled, tuple(keys), time_range, _narrow(compiled.days, time_range), fingerprint)
+    reads_cost = compiled.reads_cost or any(COST_COLUMN in e.meta.root_names() for e, _ in keys)
+    return _Query(compiled, tuple(keys), time_range, _narrow(compiled.days, time_range), fingerprint, reads_cost)
 
 
 # --- page tokens ------------------------------------------------------------------------
 
 
 def _encode_token(
-    query: _Query, trace_version: int, span_version: int | None, after: list[Any], assessment_version: int | None
-) -> str:
+    query: _Query, trace_version: int, span_version: int | None, after: list[Any], assessment_version: int | None,
+    cost_version: int,
+) -> str:  # fmt: skip
     payload = {"v": TOKEN_VERSION, "q": query.fingerprint, "t": trace_version, "s": span_version, "k": after}
     if assessment_version is not None:
         payload["a"] = assessment_version
+    payload["c"] = cost_version
     return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
@@ -160,12 +168,13 @@ def _decode_token(token: str, query: _Query) -> _Cursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)
-        assessed = payload.get("a")
+        assessed, costed = payload.get("a"), payload.get("c")
         cursor = _Cursor(
             int(payload["t"]),
             None if payload["s"] is None else int(payload["s"]),
             list(payload["k"]),
             None if assessed is None else int(assessed),
+            None if costed is None else int(costed),
         )
         version = payload["v"]
     except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError):
@@ -215,11 +224,13 @@ def _filtered(
     table: DeltaTable,
     days: Days | None = None,
     assessments: pl.LazyFrame | None = None,
+    costs: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """trace_info rows matching the query; explicit `day` bounds let Delta prune partitions.
     `days` narrows the query's own day bounds (one step of a day-by-day walk); `table` is the
     trace_info table `traces` reads; `assessments` the assessments rows (for feedback. and
-    expectation. clauses)."""
+    expectation. clauses); `costs` the trace_costs rows, joined as COST_COLUMN when the query
+    reads trace.cost (the column stays, for the sort)."""
     days = query.days if days is None else days
     start, end = query.time_range
     preds = _day_filter(days)
@@ -248,6 +259,9 @@ def _filtered(
     if query.compiled.assessment_predicates:
         assert assessments is not None
         lf = _join_assessment_matches(lf, query.compiled, assessments, days[0])
+    if query.reads_cost:
+        assert costs is not None
+        lf = with_trace_cost(lf, costs, _day_filter(days))
     lf = lf.filter(query.compiled.predicate) if query.compiled.predicate is not None else lf
     n_assessed = len(query.compiled.assessment_predicates)
     return lf.drop(
@@ -445,7 +459,9 @@ def search_traces(
     `order_by` items are `"<field> [ASC|DESC]"` with filter field names; trace_id breaks ties.
     `start_time` / `end_time` (datetime, epoch ms or ISO string) bound request_time as
     [start, end). Pass the returned `next_page_token` back, with the same filter, order and
-    time range, for the next page. `include_spans` adds a `spans` list-of-structs column.
+    time range, for the next page. `include_spans` adds a `spans` list-of-structs column. Each
+    row also holds `cost_usd`, the trace's cost from the cost job's trace_costs (null when unpriced
+    or not costed yet); filtering or ordering by `trace.cost` needs that table.
     """
     if max_results < 1:
         raise FilterError(f"max_results must be at least 1, not {max_results}")
@@ -462,17 +478,21 @@ def search_traces(
     if query.compiled.assessment_predicates:
         pinned = cursor.assessment_version if cursor else None
         assessment_version, assessments = open_if_exists("assessments", warehouse, options, pinned)
+    # Always: the page shows each trace's cost, from the version the first page read.
+    cost_version, costs = open_if_exists("trace_costs", warehouse, options, cursor.cost_version if cursor else None)
+    if query.reads_cost:
+        require_costs(cost_version, warehouse)
 
     limit = max_results + 1  # one extra row says whether another page exists
     descending = _walk_direction(query)
     windows = _walk_windows(query, trace_table, cursor, descending) if descending is not None else None
+    everything = _filtered(query, traces, spans, trace_table, assessments=assessments, costs=costs)
     if windows is None:
-        top = _top_keys(query, _filtered(query, traces, spans, trace_table, assessments=assessments), cursor, limit)
+        top = _top_keys(query, everything, cursor, limit)
     else:  # a few days at a time, in sort order, until the page is full
-        everything = _filtered(query, traces, spans, trace_table, assessments=assessments)
         found = [_top_keys(query, everything, cursor, 0)]  # no rows: the schema
         for window in windows:
-            window_rows = _filtered(query, traces, spans, trace_table, window, assessments)
+            window_rows = _filtered(query, traces, spans, trace_table, window, assessments, costs)
             found.append(_top_keys(query, window_rows, cursor, limit))
             limit -= found[-1].height
             if limit <= 0:
@@ -483,8 +503,9 @@ def search_traces(
     if top.height > max_results:
         top = top.head(max_results)
         after = _cursor_values(top.tail(1), len(key_names))
-        token = _encode_token(query, trace_version, span_version, after, assessment_version)
+        token = _encode_token(query, trace_version, span_version, after, assessment_version, cost_version)
     frame = _page_rows(traces, top, key_names[-1])
+    frame = with_page_costs(frame, costs, cost_version)
     if include_spans:
         assert spans is not None
         frame = _attach_spans(frame, spans)
@@ -514,10 +535,15 @@ def scan_traces(
     spans = None
     if query.compiled.span_predicates or include_spans:
         spans = open_table("span_data", warehouse, options)[1]
-    assessments = None
+    assessments, costs = None, None
     if query.compiled.assessment_predicates:
         assessments = open_if_exists("assessments", warehouse, options)[1]
-    selected = _filtered(query, traces, spans, table, assessments=assessments)
+    if query.reads_cost:
+        cost_version, costs = open_if_exists("trace_costs", warehouse, options)
+        require_costs(cost_version, warehouse)
+    selected = _filtered(query, traces, spans, table, assessments=assessments, costs=costs)
+    if query.reads_cost:  # the selection is trace_info rows; search pages add the cost
+        selected = selected.drop(COST_COLUMN)
     if not include_spans:
         return selected
     assert spans is not None

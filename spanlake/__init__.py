@@ -1,7 +1,8 @@
 """spanlake: a warehouse for LLM-application traces.
 
 OTLP spans from Kafka land exactly once in Delta tables (`trace_info`, `span_data`) that
-Polars, DuckDB or Spark can read. The analyst's entry points are re-exported here.
+Polars, DuckDB or Spark can read. The app's entry points (`instrument`, `trace`, `start_span`,
+`autolog`) and the analyst's are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ __version__ = "0.1.0"
 
 # Loaded on first use (module __getattr__), so `import spanlake` does not import Polars.
 _LAZY = {
+    # the app side: OpenTelemetry set-up and span helpers (no warehouse dependencies)
+    "instrument": "spanlake.tracing",
+    "autolog": "spanlake.tracing",
+    "trace": "spanlake.tracing",
+    "start_span": "spanlake.tracing",
+    "flush": "spanlake.tracing",
+    # the analyst's side
     "search_traces": "spanlake.query.search",
     "count_traces": "spanlake.query.search",
     "get_trace": "spanlake.query.traces",

@@ -12,6 +12,10 @@ class ConfigError(SpanlakeError):
     """A setting or flag has a value spanlake cannot use."""
 
 
+class NothingConfigured(ConfigError):
+    """The jobs config file registers nothing for a job (no file, or no entries of its kind)."""
+
+
 class BrokerError(SpanlakeError):
     """The local Kafka broker could not be fetched, started, reached or stopped."""
 

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Encoding = Literal["otlp_proto", "otlp_json"]
+from spanlake.encoding import Encoding
+
 # How a dead letter's payload is masked: as UTF-8 text (undecodable bytes kept), or replaced by its sha256 and length.
 DeadLetterMasking = Literal["mask", "hash"]
 
@@ -75,9 +76,24 @@ class Settings(BaseSettings):
     )
     scorers_file: Path = Field(
         Path("spanlake-scorers.toml"),
-        description="The registered scorers of `spanlake jobs run scorers` (TOML, or YAML when it ends in .yaml/.yml).",
+        description="The jobs config: registered scorers and monitor rules (TOML, or YAML when it ends in .yaml/.yml).",
     )
+    alert_webhook_url: str | None = Field(
+        None, pattern=r"^https?://",
+        description="Where `spanlake jobs run monitors` POSTs each alert transition as JSON (Slack-compatible `text`).",
+    )  # fmt: skip
     cache_dir: Path = Field(Path.home() / ".cache" / "spanlake", description="Where fetched Kafka jars are kept.")
+
+    # The OTLP/HTTP gateway (spanlake gateway)
+    gateway_max_body_bytes: int = Field(
+        20 * 1024 * 1024, gt=0, description="Largest request body the gateway takes, counted after decompression (413 past it)."
+    )
+    gateway_send_timeout_seconds: float = Field(
+        5, gt=0, description="How long the gateway waits for Kafka to acknowledge a request's spans before a 503."
+    )
+    gateway_retry_after_seconds: int = Field(
+        2, ge=1, le=5, description="Retry-After of the gateway's 503 while Kafka is unavailable (OTel clients wait 10 s at most)."
+    )
 
     # LLM judges (spanlake.jobs.judges): any OpenAI-compatible chat-completions endpoint. The OpenAI
     # client's own variables count when the SPANLAKE_ ones are unset (aliases skip the prefix).
@@ -104,11 +120,14 @@ class Settings(BaseSettings):
         None, gt=0, description="Stop calling judges once a run has spent this many tokens (prompt + completion)."
     )
     judge_budget_usd: float | None = Field(
-        None, gt=0, description="Stop calling judges once a run has spent this many USD (needs the two prices)."
+        None, gt=0, description="Stop calling judges once a run has spent this many USD (each call priced by "
+        "genai-prices and prices_file, as the cost job prices judge spend).",
+    )  # fmt: skip
+    judge_input_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Override: the judge model's price per 1M prompt tokens (set with the output one)."
     )
-    judge_input_usd_per_mtok: float | None = Field(None, ge=0, description="Judge model's price per 1M prompt tokens.")
     judge_output_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Judge model's price per 1M completion tokens."
+        None, ge=0, description="Override: the judge model's price per 1M completion tokens (set with the input one)."
     )
     judge_cache: bool = Field(True, description="Keep judge verdicts so a re-run pays nothing twice.")
     judge_cache_path: Path | None = Field(

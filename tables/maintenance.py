@@ -49,6 +49,9 @@ SORT_COLUMNS: dict[str, str] = {"span_data": "trace_id", "trace_info": "request_
 HOT_TABLES = frozenset({"trace_info", "span_data"})
 # txn app id of the maintenance lease (ingest's app ids are "spanlake:<topic>:<partition>").
 LEASE_APP_ID = "spanlake-maintenance-lease"
+# Commits read back to find the last maintenance: reading a log's whole history costs one file
+# per commit, and ingest commits every batch, so a status looks this far back and no further.
+HISTORY_LOOKBACK = 1000
 
 
 def maintenance_lease(table: DeltaTable, name: str, seconds: float) -> Lease:
@@ -126,6 +129,33 @@ class DayLayout:
     small_files: int
     small_bytes: int
     ordered: bool  # files' [min, max] ranges of the sort column do not overlap
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """A table's size and last maintenance, from its log alone (for the dashboard's health page)."""
+
+    table: str
+    version: int
+    files: int
+    bytes: int
+    last_optimize: dt.datetime | None  # None: none in the last `lookback` commits
+    last_vacuum: dt.datetime | None
+    lookback: int = HISTORY_LOOKBACK
+
+
+def table_status(table: DeltaTable, name: str, *, lookback: int = HISTORY_LOOKBACK) -> TableStatus:
+    """Files and bytes of the table's current version, and its newest OPTIMIZE and VACUUM commits."""
+    layouts = day_layouts(table, None, 0).values()
+    newest: dict[str, dt.datetime] = {}
+    for commit in table.history(lookback):  # newest first
+        operation = str(commit.get("operation") or "").split(" ")[0]  # "VACUUM END" -> VACUUM
+        if operation in ("OPTIMIZE", "VACUUM") and operation not in newest:
+            newest[operation] = dt.datetime.fromtimestamp(commit["timestamp"] / 1000, dt.timezone.utc)
+    return TableStatus(
+        name, table.version(), sum(d.files for d in layouts), sum(d.bytes for d in layouts),
+        newest.get("OPTIMIZE"), newest.get("VACUUM"), lookback,
+    )  # fmt: skip
 
 
 def maintain(

@@ -31,9 +31,9 @@ class _Collect(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def build_warehouse(warehouse: Path, *, traces: int = 400, start: dt.datetime | None = None) -> str:
+def build_warehouse(warehouse: Path, *, traces: int = 400, start: dt.datetime | None = None, jobs: bool = True) -> str:
     """Ingest `traces` workload traces (spread over the hour after `start`, default two hours
-    ago) into `warehouse`, then score and cost them. Returns the warehouse path."""
+    ago) into `warehouse`, then (unless not `jobs`) score and cost them. Returns the warehouse path."""
     from spanlake.jobs.costs import run_costs
     from spanlake.jobs.production import run_scorers
 
@@ -46,6 +46,8 @@ def build_warehouse(warehouse: Path, *, traces: int = 400, start: dt.datetime | 
                for offset, value in enumerate(collected.requests)]  # fmt: skip
     for i in range(0, len(records), 200):  # several ingest batches, as a live ingest commits them
         sink.commit(sink.decode(records[i : i + 200]))
+    if not jobs:
+        return str(warehouse)
     run_scorers(EXAMPLES / "scorers.toml", warehouse=str(warehouse))
     run_costs(warehouse=str(warehouse))
     return str(warehouse)

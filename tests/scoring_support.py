@@ -83,8 +83,10 @@ class Lake:
         self.offset = 0
         self.n = 0
 
-    def add(self, *roots: S, session: str | None = None, start_ns: int | None = None) -> list[str]:
-        """One trace per root span; returns their trace ids."""
+    def add(
+        self, *roots: S, session: str | None = None, start_ns: int | None = None, service: str = "svc"
+    ) -> list[str]:
+        """One trace per root span (of `service`); returns their trace ids."""
         ids, records = [], []
         for root in roots:
             self.n += 1
@@ -93,10 +95,18 @@ class Lake:
             req = ExportTraceServiceRequest()
             rs = req.resource_spans.add()
             kv = rs.resource.attributes.add()
-            kv.key, kv.value.string_value = "service.name", "svc"
+            kv.key, kv.value.string_value = "service.name", service
             rs.scope_spans.add().spans.extend(_spans(trace_id, root, b"", begin, session))
             records.append(ConsumerRecord("t", 0, -1, self.offset, 0, 0, None, req.SerializeToString(), [], None, 0, 0, 0))
             self.offset += 1
             ids.append(trace_id.hex())
         self.sink.commit(self.sink.decode(records))
         return ids
+
+    def add_raw(self, *values: bytes) -> None:
+        """Messages as they are, in one batch (bytes that are no OTLP request become dead letters)."""
+        records = []
+        for value in values:
+            records.append(ConsumerRecord("t", 0, -1, self.offset, 0, 0, None, value, [], None, 0, 0, 0))
+            self.offset += 1
+        self.sink.commit(self.sink.decode(records))

@@ -79,7 +79,7 @@ def lake(broker, tmp_path_factory: pytest.TempPathFactory) -> Lake:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace import Status, StatusCode
 
-    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.exporter import KafkaSpanExporter
 
     root = tmp_path_factory.mktemp("assessments")
     topic = f"assessments-read-{uuid.uuid4().hex[:8]}"

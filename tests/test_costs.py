@@ -216,3 +216,24 @@ def test_two_job_processes_at_once_then_a_cli_reprice_with_the_prices_file(setti
     assert_from_scratch(settings, PriceList(path))
     wrong = subprocess.run([*command, "--backfill", "--since", "2026-06-01"], env=env, capture_output=True, text=True)
     assert wrong.returncode == 2 and "--backfill does not apply to the costs job" in wrong.stderr
+
+
+def test_search_filters_and_orders_by_the_cost_the_job_computed(settings: Settings) -> None:
+    from spanlake.query import count_traces, search_traces
+
+    first_batches(settings)
+    C = 0xC  # a trace without a model call: no trace_costs row
+    send(settings, span(B, 1, start=T0 + 30 * MIN, end=T0 + 31 * MIN, **chat(2000, 100)),
+         span(C, 1, start=T0 + 40 * MIN, end=T0 + 41 * MIN, **ROOT))  # fmt: skip
+    run_costs(warehouse=settings.warehouse)
+    a, b, c = f"{A:032x}", f"{B:032x}", f"{C:032x}"
+    a_usd, b_usd = gpt4o(1000, 200, 600) + gpt4o(5000, 500), gpt4o(2000, 100)  # A's third span is unpriced
+    page = search_traces(order_by=["trace.cost DESC"], max_results=2, warehouse=settings.warehouse)
+    assert page["trace_id"].to_list() == [a, b] and page["cost_usd"].to_list() == pytest.approx([a_usd, b_usd])
+    last = search_traces(order_by=["trace.cost DESC"], max_results=2, page_token=page.next_page_token,
+                         warehouse=settings.warehouse)  # fmt: skip
+    assert last["trace_id"].to_list() == [c] and last["cost_usd"].to_list() == [None] and last.next_page_token is None
+    between = (a_usd + b_usd) / 2
+    assert search_traces(f"trace.cost > {between}", warehouse=settings.warehouse)["trace_id"].to_list() == [a]
+    assert count_traces(f"trace.cost <= {between}", warehouse=settings.warehouse) == 1
+    assert search_traces("trace.cost IS NULL", warehouse=settings.warehouse)["trace_id"].to_list() == [c]

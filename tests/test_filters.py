@@ -227,6 +227,10 @@ ERRORS = [
     ("span.attributes.x > 'a'",
      "field 'span.attributes.x' is a JSON attribute and cannot be compared with the string 'a' at position 20 "
      "(<, <=, >, >= compare numbers)"),
+    ("trace.cost > 'cheap'",
+     "field 'trace.cost' is a number (Float64) and cannot be compared with the string 'cheap' at position 13"),
+    ("trace.cost LIKE '0.1%'",
+     "LIKE is not supported for 'trace.cost' (a number) at position 0; it takes =, !=, <, <=, >, >=, IN"),
 ]  # fmt: skip
 
 
@@ -238,12 +242,12 @@ def test_bad_filter_errors(warehouse: str, filter_string: str, message: str) -> 
     assert isinstance(err.value, SpanlakeError)
 
 
-@pytest.mark.parametrize("field", ["foo", "trace.foo", "span.nope", "span", "attributes.tags.x", "`state`.x"])
+@pytest.mark.parametrize("field", ["foo", "trace.foo", "span.nope", "span", "attributes.tags.x", "`state`.x", "cost"])
 def test_unknown_field_lists_valid_fields(warehouse: str, field: str) -> None:
     with pytest.raises(FilterError, match=r"^unknown field .* at position 0; valid fields: ") as err:
         search_traces(f"{field} = 'x'", warehouse=warehouse)
     for valid in ("service_name", "total_tokens", "timestamp_ms", "execution_time_ms", "tags.<key>", "metadata.<key>",
-                  "span.type", "span.attributes.<key>", "span.content", "text"):  # fmt: skip
+                  "span.type", "span.attributes.<key>", "span.content", "text", "trace.cost (USD"):  # fmt: skip
         assert valid in str(err.value)
 
 

@@ -14,7 +14,7 @@ from support import SPANLAKE, TeeExporter, create_topic, ingest_env, ingest_subp
 
 from spanlake.broker import free_port
 from spanlake.errors import TableError
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.ingest.sink import SINK_TABLES
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings

@@ -8,7 +8,7 @@ import signal
 import pytest
 from support import TeeExporter, assert_exact, create_topic, ingest_subprocess, read, send_raw
 
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings
 

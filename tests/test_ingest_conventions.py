@@ -16,7 +16,7 @@ from test_conventions import (
     OPENINFERENCE_OPENAI_FAILED_CHAT,
 )
 
-from spanlake.ingest import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.settings import Settings
 
 

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from support import TeeExporter, assert_exact, create_topic, ingest, ingest_subprocess, read, send_raw
 
-from spanlake.ingest.exporter import KafkaSpanExporter, encode
+from spanlake.exporter import KafkaSpanExporter, encode
 from spanlake.ingest.faults import CRASH_POINTS
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings

@@ -19,7 +19,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from support import SPANLAKE, create_topic, ingest_env, read
 from test_ingest_bad_input import NOW_NS
 
-from spanlake.ingest.exporter import CONTENT_TYPE, encode
+from spanlake.encoding import CONTENT_TYPE
+from spanlake.exporter import encode
 from spanlake.ingest.sink import SINK_TABLES
 from spanlake.settings import Settings
 from spanlake.tables.delta import table_uri

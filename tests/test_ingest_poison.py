@@ -13,7 +13,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from support import create_topic, ingest_subprocess, read, send_raw
 from test_ingest_bad_input import request, span
 
-from spanlake.ingest.exporter import to_otlp_json
+from spanlake.exporter import to_otlp_json
 from spanlake.ingest.sink import DeltaSink
 from spanlake.settings import Settings
 

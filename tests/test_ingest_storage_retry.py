@@ -12,7 +12,7 @@ import pytest
 from kafka import TopicPartition
 from support import TeeExporter, assert_exact, create_topic, ingest_subprocess, read
 
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.ingest.service import SpanIngestor
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings

@@ -371,13 +371,47 @@ def test_concurrent_calls_pass_the_budget_by_less_than_the_concurrency(server: J
     assert 3 <= made <= 3 + 3 and codes.count(None) == made and codes.count(BUDGET_EXCEEDED) == 40 - made
 
 
-def test_a_usd_budget_needs_prices_and_counts_them(server: JudgeServer, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="judge_budget_usd needs judge_input_usd_per_mtok"):
-        JudgeClient.from_settings(Settings(judge_budget_usd=1.0))
-    budget = Budget(usd=0.0015, input_usd_per_mtok=5.0, output_usd_per_mtok=25.0)  # a call: 0.0005 + 0.0005 USD
-    judge = Safety(client=client(server, tmp_path, budget=budget))
-    assert [judge(outputs=str(i)).error_code for i in range(3)] == [None, None, BUDGET_EXCEEDED]
-    assert budget.spent_usd == pytest.approx(0.002)
+def test_a_usd_budget_prices_the_judge_model_as_the_cost_job_does(server: JudgeServer, tmp_path: Path) -> None:
+    # gpt-4o-mini in genai-prices: $0.15 in, $0.60 out per million; a call is 100 + 20 tokens: $0.000027
+    settings = Settings(judge_base_url=server.url, judge_model="gpt-4o-mini", judge_budget_usd=0.00006, judge_cache=False)
+    c = JudgeClient.from_settings(settings)
+    judge = Safety(client=c)
+    assert [judge(outputs=str(i)).error_code for i in range(4)] == [None, None, None, BUDGET_EXCEEDED]
+    assert c.budget.spent_usd == pytest.approx(3 * (100 * 0.15 + 20 * 0.60) / 1e6, rel=1e-12)
+    assert {r.body["model"] for r in server.requests} == {"gpt-4o-mini"} and len(server.requests) == 3
+
+
+def test_a_usd_budget_for_a_model_without_a_price_is_refused_before_any_call(
+    server: JudgeServer, tmp_path: Path
+) -> None:
+    usd = dict(judge_base_url=server.url, judge_budget_usd=1.0, judge_cache=False)
+    with pytest.raises(ConfigError) as err:
+        JudgeClient.from_settings(Settings(judge_model="llama3.1:8b", **usd))
+    assert str(err.value) == (
+        "judge model 'llama3.1:8b' has no price (unknown model 'llama3.1:8b'), so a USD judge budget cannot count its "
+        "calls: add it to SPANLAKE_PRICES_FILE, set SPANLAKE_JUDGE_INPUT_USD_PER_MTOK and _OUTPUT_USD_PER_MTOK, "
+        "or budget tokens (SPANLAKE_JUDGE_BUDGET_TOKENS)"
+    )
+    priced = JudgeClient.from_settings(Settings(judge_model="gpt-4o-mini", **usd))
+    with pytest.raises(ConfigError, match="judge model 'judge-1' has no price"):  # a judge naming its own model
+        Safety(client=priced, model="judge-1")
+    with pytest.raises(ConfigError, match="set both judge_input_usd_per_mtok and judge_output_usd_per_mtok"):
+        JudgeClient.from_settings(Settings(judge_model="gpt-4o-mini", judge_input_usd_per_mtok=1.0, **usd))
+    assert server.requests == []
+
+
+def test_a_usd_budget_takes_the_prices_file_or_the_two_flat_prices(server: JudgeServer, tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text('[[prices]]\nmodel = "llama3.1:8b"\ninput_mtok = 5.0\noutput_mtok = 25.0\n')
+    usd = dict(judge_base_url=server.url, judge_model="llama3.1:8b", judge_budget_usd=0.0015, judge_cache=False)
+    for settings in (Settings(prices_file=path, **usd),  # a call: 0.0005 + 0.0005 USD
+                     Settings(judge_input_usd_per_mtok=5.0, judge_output_usd_per_mtok=25.0, **usd)):  # fmt: skip
+        c = JudgeClient.from_settings(settings)
+        judge = Safety(client=c)
+        assert [judge(outputs=str(i)).error_code for i in range(3)] == [None, None, BUDGET_EXCEEDED]
+        assert c.budget.spent_usd == pytest.approx(0.002, rel=1e-12)
+    budget = Budget(usd=0.0015, input_usd_per_mtok=5.0, output_usd_per_mtok=25.0)  # flat prices: any model
+    assert client(server, tmp_path, budget=budget).budget is budget
 
 
 def test_concurrency_is_bounded_over_all_threads(server: JudgeServer, tmp_path: Path) -> None:

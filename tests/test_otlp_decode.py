@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanlake.errors import DecodeError
-from spanlake.ingest.exporter import to_otlp_json
+from spanlake.exporter import to_otlp_json
 from spanlake.ingest.otlp import MAX_TIME_NS, MIN_TIME_NS, decode
 
 ids16 = st.binary(min_size=16, max_size=16).filter(any)

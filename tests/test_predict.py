@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from support import create_topic, ingest, read
 
 from spanlake.errors import ScoringError
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.jobs import datasets, evaluate
 from spanlake.jobs.feedback import SCORER_ERROR
 from spanlake.jobs.predict import predict

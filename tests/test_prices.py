@@ -15,7 +15,7 @@ from genai_prices import Usage, calc_price
 from support import create_topic, ingest, read
 
 from spanlake.errors import ConfigError, TableError
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.ingest.workload import CHAT_MODELS, EMBED_MODELS, Workload
 from spanlake.jobs.prices import LIBRARY_SOURCE, PRICE_COLUMNS, PriceList, price_spans
 from spanlake.settings import Settings

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from support import create_topic, ingest, read
 
 from spanlake.cli import cli
-from spanlake.ingest.exporter import encode
+from spanlake.exporter import encode
 from spanlake.ingest.sink import SINK_TABLES
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings

@@ -285,7 +285,7 @@ def test_a_yaml_scorers_file_registers_the_same(tmp_path: Path, monkeypatch: pyt
 
 
 def test_the_example_scorers_run_on_workload_traces(settings: Settings) -> None:
-    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.exporter import KafkaSpanExporter
     from spanlake.ingest.workload import Workload
 
     create_topic(settings, partitions=1)

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from support import create_topic, ingest
 
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.ingest.workload import Workload
 from spanlake.query import count_traces, search_traces
 from spanlake.settings import Settings

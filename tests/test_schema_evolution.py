@@ -15,7 +15,7 @@ from deltalake import DeltaTable, write_deltalake
 from support import TeeExporter, create_topic, ingest, read
 
 from spanlake.errors import TableError
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings
 from spanlake.tables.delta import open_or_create, table_uri

@@ -1,6 +1,7 @@
-"""search_traces / count_traces / get_trace over real Delta tables written under tmp_path:
-paging (also with a concurrent writer between pages), span filters, include_spans, trace
-trees, and a hypothesis property test against a plain-Python oracle.
+"""search_traces / count_traces / get_trace over real Delta tables written under tmp_path (and
+trace_costs written by the real cost job over them): paging (also with a concurrent writer
+between pages), span filters, trace.cost, include_spans, trace trees, and a hypothesis property
+test against a plain-Python oracle.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from spanlake.errors import FilterError, SpanlakeError, TableError
+from spanlake.jobs.costs import run_costs
 from spanlake.query import TracePage, count_traces, get_trace, scan_traces, search_traces
 from spanlake.query.traces import TraceNotFoundError
 from spanlake.tables.schemas import ASSESSMENTS, SPAN_DATA, TRACE_INFO
@@ -49,7 +51,9 @@ def make_span(
         name=rnd.choice(["agent", "llm.call", "retrieve", "tool:search"]), span_kind="INTERNAL",
         span_type=kind, start_time=start, end_time=start + dt.timedelta(microseconds=duration),
         duration_ms=duration / 1000, status_code=rnd.choice(["OK", "OK", "ERROR", "UNSET"]),
-        model="gpt-4o" if kind == "LLM" else None, total_tokens=tokens,
+        # an LLM span's usage prices it; one in five names a model no price list knows (unpriced)
+        model=None if tokens is None else "gpt-4o" if tokens % 5 else "in-house-llm", total_tokens=tokens,
+        input_tokens=tokens, output_tokens=None if tokens is None else tokens // 10,
         inputs=rnd.choice(["What is Delta?", "weather in Paris", None]), outputs=rnd.choice(["Sunny", "A table format", None]),
         attributes=json.dumps({"gen_ai.usage.input_tokens": tokens, "gen_ai.system": rnd.choice(["openai", "anthropic"]),
                                "retries": rnd.randint(0, 3)}),
@@ -173,7 +177,18 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], li
     write(warehouse, "trace_info", infos[60:])
     write(warehouse, "span_data", spans)
     write(warehouse, "assessments", random_assessments(7, infos))
+    run_costs(warehouse=str(warehouse))  # trace_costs, as `spanlake jobs run costs` writes it
     return Lake((warehouse, infos, spans))
+
+
+def costs_of(warehouse: Path) -> dict[str, float | None]:
+    """trace_id -> cost_usd of the trace_costs rows (a trace without a row is absent)."""
+    return dict(pl.read_delta(str(warehouse / "trace_costs")).select("trace_id", "cost_usd").iter_rows())
+
+
+def with_cost(warehouse: Path, infos: list[dict]) -> list[dict]:
+    costs = costs_of(warehouse)
+    return [dict(r, cost=costs.get(r["trace_id"])) for r in infos]
 
 
 def all_pages(
@@ -264,7 +279,7 @@ def test_page_token_round_trip_and_errors(lake) -> None:
     token = page.next_page_token
     assert token is not None and "=" not in token
     payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    assert payload["v"] == 1 and payload["t"] == 1 and payload["s"] is None
+    assert payload["v"] == 1 and payload["t"] == 1 and payload["s"] is None and payload["c"] >= 0
     assert payload["k"][-1] == page["trace_id"][-1]  # keyset cursor: last sort key + trace_id
     for bad in ("not a token!", "e30", base64.urlsafe_b64encode(b'{"v": 1, "k": 3}').decode(), token[:-6]):
         with pytest.raises(FilterError, match="invalid page token"):
@@ -279,7 +294,8 @@ def test_trace_page_delegates_to_its_frame(lake) -> None:
     page = search_traces(max_results=5, warehouse=str(lake[0]))
     assert isinstance(page, TracePage) and isinstance(page.frame, pl.DataFrame)
     assert len(page) == page.height == 5 and page["trace_id"].len() == 5
-    assert page.columns == TRACE_INFO.column_names and page.to_dicts()[0]["trace_id"] == page.frame["trace_id"][0]
+    assert page.columns == [*TRACE_INFO.column_names, "cost_usd"]
+    assert page.to_dicts()[0]["trace_id"] == page.frame["trace_id"][0]
 
 
 def test_include_spans_adds_each_traces_span_rows(lake) -> None:
@@ -322,7 +338,7 @@ def test_scan_traces_is_the_lazy_selection_search_and_count_page_through(lake) -
                 and (r["trace_id"] in failed_tool or r["state"] == "ERROR")}  # fmt: skip
     assert set(frame["trace_id"]) == expected and frame.height == len(expected) > 5
     page = search_traces(filter_string, max_results=1000, warehouse=str(warehouse), **kw)
-    assert page.frame.sort("trace_id").equals(frame.sort("trace_id"))
+    assert page.frame.drop("cost_usd").sort("trace_id").equals(frame.sort("trace_id"))
     assert count_traces(filter_string, warehouse=str(warehouse), **kw) == len(expected)
     by_state = selected.group_by("state").len().collect()  # it composes like any LazyFrame
     assert by_state["len"].sum() == len(expected)
@@ -333,7 +349,7 @@ def test_scan_traces_include_spans_and_errors(lake, tmp_path: Path) -> None:
     with_spans = scan_traces("span.type = 'LLM'", include_spans=True, warehouse=str(warehouse)).collect()
     page = search_traces("span.type = 'LLM'", include_spans=True, max_results=1000, warehouse=str(warehouse))
     assert with_spans.height == page.height > 0
-    assert with_spans.sort("trace_id").equals(page.frame.sort("trace_id"))  # the same spans, in the same order
+    assert with_spans.sort("trace_id").equals(page.frame.drop("cost_usd").sort("trace_id"))  # the same spans, in order
     for trace_id, trace_spans in with_spans.select("trace_id", "spans").iter_rows():
         assert len(trace_spans) == sum(s["trace_id"] == trace_id for s in spans)
     none = scan_traces("state = 'nope'", include_spans=True, warehouse=str(warehouse)).collect()
@@ -342,6 +358,104 @@ def test_scan_traces_include_spans_and_errors(lake, tmp_path: Path) -> None:
         scan_traces("state foo", warehouse=str(warehouse))
     with pytest.raises(TableError, match="table 'trace_info' does not exist"):
         scan_traces(warehouse=str(tmp_path))
+
+
+# --- trace.cost: the cost job's trace_costs --------------------------------------------
+
+
+def test_filter_and_order_by_trace_cost_page_through_the_cost_jobs_table(lake) -> None:
+    warehouse, infos, _ = lake
+    rows = with_cost(warehouse, infos)
+    priced = [r for r in rows if r["cost"] is not None]
+    assert 20 < len(priced) < len(rows) and len({r["cost"] for r in priced}) < len(priced)  # nulls and a tie
+    for order_by, keys in [(["trace.cost DESC"], [("cost", True)]),
+                           (["trace.cost ASC", "timestamp_ms DESC"], [("cost", False), ("request_time", True)])]:  # fmt: skip
+        pages = all_pages(warehouse, 7, order_by=order_by)
+        walked = pl.concat(pages)
+        assert len(pages) > 10 and walked["trace_id"].to_list() == _sorted_ids(rows, keys)  # nulls last
+        by_id = {r["trace_id"]: r["cost"] for r in rows}
+        assert walked["cost_usd"].to_list() == [by_id[t] for t in walked["trace_id"]]
+    over = [r for r in priced if r["cost"] > 0.008]
+    walked = pl.concat(all_pages(warehouse, 4, filter_string="trace.cost > 0.008", order_by=["trace.cost ASC"]))
+    assert walked["trace_id"].to_list() == _sorted_ids(over, [("cost", False)]) and len(over) > 8
+    assert count_traces("trace.cost > 0.008", warehouse=str(warehouse)) == len(over)
+    for filter_string, expected in [
+        ("trace.cost IS NULL", {r["trace_id"] for r in rows if r["cost"] is None}),  # no model call, or unpriced
+        ("trace.cost IS NOT NULL AND state = 'OK'", {r["trace_id"] for r in priced if r["state"] == "OK"}),
+        ("NOT trace.cost > 0.008", {r["trace_id"] for r in priced if r["cost"] <= 0.008}),  # NULL stays unknown
+        ("trace.cost <= 0.005 OR span.type = 'TOOL' AND trace.cost IN (0.008685)",
+         {r["trace_id"] for r in priced if r["cost"] <= 0.005 or r["cost"] == 0.008685
+          and any(s["trace_id"] == r["trace_id"] and s["span_type"] == "TOOL" for s in lake[2])}),
+    ]:  # fmt: skip
+        assert set(scan_traces(filter_string, warehouse=str(warehouse)).collect()["trace_id"]) == expected, filter_string
+    with pytest.raises(FilterError, match=r"field 'trace.cost' is a number \(Float64\) and cannot be compared"):
+        search_traces("trace.cost > '0.01'", warehouse=str(warehouse))
+
+
+OVERRIDE = """
+[[prices]]
+model = "in-house-llm"
+input_mtok = 1000.0
+output_mtok = 1000.0
+"""
+
+
+def test_cost_order_pages_stay_on_the_first_pages_trace_costs_while_a_reprice_rewrites_it(tmp_path: Path) -> None:
+    from spanlake.jobs.prices import PriceList
+
+    infos, spans = random_traces(11, 60)
+    write(tmp_path, "trace_info", infos)
+    write(tmp_path, "span_data", spans)
+    run_costs(warehouse=str(tmp_path))
+    snapshot = _sorted_ids(with_cost(tmp_path, infos), [("cost", True)])
+    (tmp_path / "prices.toml").write_text(OVERRIDE)
+    prices = PriceList(tmp_path / "prices.toml")
+
+    def reprice(page_number: int) -> None:  # the unpriced model gets a price: its traces move to the front
+        run_costs(warehouse=str(tmp_path), reprice_since=dt.date(2024, 5, 1), prices=prices)
+
+    walked = pl.concat(all_pages(tmp_path, 5, between=reprice, order_by=["trace.cost DESC"]))["trace_id"].to_list()
+    assert walked == snapshot
+    repriced = _sorted_ids(with_cost(tmp_path, infos), [("cost", True)])
+    assert repriced != snapshot
+    fresh = search_traces(order_by=["trace.cost DESC"], max_results=1000, warehouse=str(tmp_path))
+    assert fresh["trace_id"].to_list() == repriced
+
+
+def test_a_page_keeps_a_cost_written_before_the_traces_row_moved_earlier(tmp_path: Path) -> None:
+    infos, spans = random_traces(5, 40)
+    write(tmp_path, "trace_info", infos)
+    write(tmp_path, "span_data", spans)
+    run_costs(warehouse=str(tmp_path))
+    costs = costs_of(tmp_path)
+    moved = [dict(r, request_time=r["request_time"].replace(hour=0, minute=0)) for r in infos
+             if costs.get(r["trace_id"]) is not None and r["request_time"].hour >= 1][:3]  # fmt: skip
+    merge_trace_rows(tmp_path, moved)  # an earlier span arrived; the cost job has not run since
+    page = search_traces(max_results=100, warehouse=str(tmp_path))
+    shown = dict(page.select("trace_id", "cost_usd").iter_rows())
+    assert len(moved) == 3 and [shown[r["trace_id"]] for r in moved] == [costs[r["trace_id"]] for r in moved]
+    assert shown == {r["trace_id"]: costs.get(r["trace_id"]) for r in infos}
+
+
+def test_trace_cost_before_the_cost_job_ran(tmp_path: Path) -> None:
+    from spanlake.cli import cli
+
+    infos, spans = random_traces(3, 10)
+    write(tmp_path, "trace_info", infos)
+    write(tmp_path, "span_data", spans)
+    page = search_traces(warehouse=str(tmp_path))  # no filter on cost: every trace, cost unknown
+    assert page.height == 10 and page["cost_usd"].null_count() == 10
+    message = f"trace.cost reads the trace_costs table, which {tmp_path} does not have yet; run `spanlake jobs run costs` first"
+    for call in (lambda: search_traces("trace.cost IS NULL", warehouse=str(tmp_path)),
+                 lambda: search_traces(order_by=["trace.cost DESC"], warehouse=str(tmp_path)),
+                 lambda: scan_traces("state = 'OK' OR trace.cost > 0.01", warehouse=str(tmp_path)),
+                 lambda: count_traces("trace.cost > 0.01", warehouse=str(tmp_path))):  # fmt: skip
+        with pytest.raises(TableError) as err:
+            call()
+        assert str(err.value) == message
+    result = CliRunner().invoke(cli, ["traces", "search", "trace.cost > 0.01", "--warehouse", str(tmp_path)])
+    assert result.exit_code == 1 and result.stderr.startswith(f"spanlake: error: {message}")
+    assert result.stderr.count("\n") == 1
 
 
 # --- get_trace --------------------------------------------------------------------------
@@ -446,6 +560,10 @@ def test_cli_search_and_get(lake) -> None:
     assert "more traces: --page-token" in again.stderr
     table = runner.invoke(cli, ["traces", "search", "--order-by", "total_tokens DESC", "--warehouse", str(warehouse)])
     assert table.exit_code == 0 and "root_span_name" in table.stdout
+    costly = runner.invoke(cli, ["traces", "search", "trace.cost > 0.01", "--order-by", "trace.cost DESC", *where])
+    top = max(c for c in costs_of(warehouse).values() if c is not None)
+    assert costly.exit_code == 0 and "cost_usd" in costly.stdout and f"{top:.6f}" in costly.stdout, costly.output
+    assert "cost_usd" in doc["traces"][0] and "cost_usd" in lines[0].split(",")
     tid = doc["traces"][0]["trace_id"]
     tree = runner.invoke(cli, ["traces", "get", tid, "--warehouse", str(warehouse)])
     assert tree.exit_code == 0 and tree.stdout.startswith(f"trace {tid}")
@@ -533,7 +651,12 @@ CLAUSES: list[tuple[str, bool | str, Callable[[Any], bool | None]]] = [
     ("feedback.score > 0.5", ASSESSED, lambda rows: _has(rows, "score", lambda r: (r["value_number"] or 0) > 0.5)),
     ("feedback.ok = 'true'", ASSESSED, lambda rows: _has(rows, "ok", lambda r: r["value_bool"] is True)),
     ("feedback.score IS NULL", ASSESSED, lambda rows: not _has(rows, "score", lambda r: r["value_type"] is not None)),
+    # trace.cost: the row's `cost` is its trace_costs cost_usd (None: no row, or unpriced)
+    ("trace.cost > 0.008", False, lambda r: _cmp(r["cost"], lambda v: v > 0.008)),
+    ("trace.cost <= 0.005", False, lambda r: _cmp(r["cost"], lambda v: v <= 0.005)),
+    ("trace.cost IS NULL", False, lambda r: r["cost"] is None),
 ]  # fmt: skip
+COST_OVER, COST_NULL = 25, 27
 SPAN_TOOL, SPAN_ERROR = 17, 16
 
 PRECEDENCE = {"OR": 1, "AND": 2, "NOT": 3, "CLAUSE": 4}
@@ -597,8 +720,10 @@ def oracle(node: tuple, row: Row, spans: list[Span], assessed: list[dict]) -> bo
 @example(tree=("AND", ("CLAUSE", 13), ("NOT", ("CLAUSE", 16), False), False))  # NOT: no span at all
 @example(tree=("AND", ("NOT", ("CLAUSE", 7), False), ("OR", ("CLAUSE", 3), ("CLAUSE", 14), False), False))
 @example(tree=("AND", ("CLAUSE", 20), ("OR", ("CLAUSE", 13), ("NOT", ("CLAUSE", 22), False), False), False))
+@example(tree=("OR", ("NOT", ("CLAUSE", COST_OVER), False), ("AND", ("CLAUSE", COST_NULL), ("CLAUSE", 13), False), False))
 def test_random_filters_match_the_oracle(lake, tree: tuple) -> None:
     warehouse, infos, spans = lake
+    infos = with_cost(warehouse, infos)
     by_trace: dict[str, list[dict]] = {}
     for s in spans:
         by_trace.setdefault(s["trace_id"], []).append(s)
@@ -643,7 +768,7 @@ def test_a_failed_tool_means_the_tool_span_itself_failed(settings) -> None:
     from opentelemetry.trace import Status, StatusCode
     from support import create_topic, ingest
 
-    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.exporter import KafkaSpanExporter
     from spanlake.tables import scan
 
     create_topic(settings, partitions=1)

@@ -11,7 +11,7 @@ import polars as pl
 from deltalake import CommitProperties, Transaction, write_deltalake
 from support import SPANLAKE, TeeExporter, assert_exact, create_topic, ingest_env, ingest_subprocess, read
 
-from spanlake.ingest.exporter import KafkaSpanExporter
+from spanlake.exporter import KafkaSpanExporter
 from spanlake.ingest.sink import SINK_TABLES, DeltaSink
 from spanlake.ingest.workload import Workload
 from spanlake.settings import Settings

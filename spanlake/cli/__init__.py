@@ -1,6 +1,6 @@
 """The `spanlake` command: the roof of the layers, the one place that imports all of them.
 
-Each command group is a module here (broker, ingest, traces, jobs, dashboard, demo); the options they share
+Each command group is a module here (broker, ingest, traces, jobs, dashboard, gateway, demo); the options they share
 (settings from env + flags, one-line errors) live in `options`. A command builds Settings
 once and passes plain values down; heavy imports (Polars, Kafka, Delta) happen inside the
 commands, so `spanlake --help` stays fast.
@@ -16,6 +16,7 @@ import click
 from spanlake.cli.broker import broker
 from spanlake.cli.dashboard import dashboard
 from spanlake.cli.demo import demo
+from spanlake.cli.gateway import gateway
 from spanlake.cli.ingest import generate, ingest, maintain, produce
 from spanlake.cli.jobs import jobs
 from spanlake.cli.options import OneLineErrors
@@ -40,7 +41,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
         logging.getLogger("kafka").setLevel(logging.ERROR)
 
 
-for command in (broker, generate, produce, ingest, maintain, traces, jobs, dashboard, demo):
+for command in (broker, generate, produce, ingest, maintain, traces, jobs, dashboard, gateway, demo):
     cli.add_command(command)
 
 

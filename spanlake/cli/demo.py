@@ -1,5 +1,5 @@
-"""`spanlake demo`: local broker, production-like traffic, ingest, the example scorers, then a
-summary of what to run next."""
+"""`spanlake demo`: local broker, production-like traffic, ingest, the example scorers, costs and
+monitors, then a summary of what to run next."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import click
 
 from spanlake.cli.broker import DEFAULT_BROKER_DIR
 from spanlake.cli.ingest import run_ingest, run_workload
-from spanlake.cli.jobs import example_filter, run_scorers_pass
+from spanlake.cli.jobs import costs_pass, example_filter, monitors_pass, run_scorers_pass
 from spanlake.cli.options import spanlake_command, warehouse_flag, with_settings
+from spanlake.errors import NothingConfigured
 from spanlake.settings import Settings
 
 
@@ -21,11 +22,11 @@ from spanlake.settings import Settings
 @click.option("--port", type=int, default=9092, show_default=True, help="Port of the local broker.")
 @click.option(
     "--scorers", type=click.Path(dir_okay=False, path_type=Path), default=Path("examples/scorers.toml"),
-    show_default=True, help="Registered scorers to run on the demo data (skipped when the file is missing).",
+    show_default=True, help="Jobs config (scorers, monitors) to run on the demo data (skipped when the file is missing).",
 )  # fmt: skip
 @with_settings("warehouse", "topic")
 def demo(settings: Settings, traces: int, port: int, scorers: Path) -> None:
-    """Everything at once: local broker, production-like traffic, ingest, scoring, then a summary."""
+    """Everything at once: local broker, production-like traffic, ingest, scoring, costs, monitors, then a summary."""
     from spanlake.broker import start_broker
     from spanlake.tables.delta import table_uri
 
@@ -50,6 +51,13 @@ def demo(settings: Settings, traces: int, port: int, scorers: Path) -> None:
         scored = (
             f"No scorers file at {scorers}: scoring skipped (run {command} jobs run scorers --config FILE{where}).\n"
         )
+    click.echo("    costs and monitors ...", err=True)
+    scored += costs_pass(settings, None) + "\n"
+    if scorers.exists():
+        try:
+            scored += monitors_pass(settings, scorers) + "\n"
+        except NothingConfigured as exc:
+            scored += f"Monitors skipped: {exc}\n"
     failed = _a_failed_trace(settings) or "TRACE_ID"
     click.echo(
         f"\nDone in {time.monotonic() - started:.0f}s: {stats.spans} spans of {traces} traces ingested in "

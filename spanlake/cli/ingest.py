@@ -31,7 +31,7 @@ def generate(settings: Settings, traces: int, rate: float | None, seed: int, par
 def run_workload(settings: Settings, *, traces: int, rate: float | None, seed: int, partitions: int, encoding: str) -> None:
     import datetime as dt
 
-    from spanlake.ingest.exporter import KafkaSpanExporter
+    from spanlake.exporter import KafkaSpanExporter
     from spanlake.ingest.producer import ensure_topic
     from spanlake.ingest.workload import Workload
 

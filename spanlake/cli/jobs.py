@@ -1,4 +1,4 @@
-"""`spanlake jobs run [scorers|all]`: the batch jobs, once or every N seconds."""
+"""`spanlake jobs run [scorers|costs|monitors|all]`: the batch jobs, once or every N seconds."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 @click.group()
 def jobs() -> None:
-    """Batch jobs over the warehouse: production scoring and cost tables."""
+    """Batch jobs over the warehouse: production scoring, cost tables and monitors."""
 
 
 @jobs.command()
-@click.argument("job", type=click.Choice(["scorers", "costs", "all"]), default="all")
+@click.argument("job", type=click.Choice(["scorers", "costs", "monitors", "all"]), default="all")
 @click.option("--every", type=click.FloatRange(min=0, min_open=True), help="Run again every SECONDS (until Ctrl-C).")
 @click.option(
     "--backfill", is_flag=True, help="Score past traces (request_time from --since) for the scorers as they are now."
@@ -39,25 +39,27 @@ def jobs() -> None:
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Registered scorers file [env SPANLAKE_SCORERS_FILE].",
+    help="Jobs config file: registered scorers and monitor rules [env SPANLAKE_SCORERS_FILE].",
 )
 @with_settings("warehouse")
 def run(settings: Settings, job: str, every: float | None, backfill: bool, reprice: bool,
         since: dt.datetime | None, config: Path | None) -> None:  # fmt: skip
-    """Run JOB once (scorers, costs, or all jobs in that order), or every SECONDS with --every."""
+    """Run JOB once (scorers, costs, monitors, or all three in that order), or every SECONDS with --every."""
     if (backfill or reprice) != (since is not None) or (backfill and reprice):
         raise click.UsageError("--since goes with one of --backfill or --reprice: --backfill --since 2025-06-01")
     if (backfill or reprice) and every:
         raise click.UsageError("--backfill and --reprice are one pass; leave out --every")
-    if backfill and job == "costs" or reprice and job == "scorers":
+    if backfill and job in ("costs", "monitors") or reprice and job in ("scorers", "monitors"):
         raise click.UsageError(f"--{'backfill' if backfill else 'reprice'} does not apply to the {job} job")
     path = config or settings.scorers_file
     day = since.date() if since else None
     passes: list[Callable[[], str]] = []
     if job in ("scorers", "all"):
-        passes.append(lambda: _scorers_pass(settings, path, day if backfill else None))
+        passes.append(_unless_unconfigured(job, lambda: _scorers_pass(settings, path, day if backfill else None)))
     if job in ("costs", "all"):
-        passes.append(lambda: _costs_pass(settings, day if reprice else None))
+        passes.append(lambda: costs_pass(settings, day if reprice else None))
+    if job in ("monitors", "all"):
+        passes.append(_unless_unconfigured(job, lambda: monitors_pass(settings, path)))
     if every is None:
         for one in passes:
             click.echo(one())
@@ -92,7 +94,7 @@ def _scorers_pass(settings: Settings, path: Path, since: dt.date | None) -> str:
     )
 
 
-def _costs_pass(settings: Settings, since: dt.date | None) -> str:
+def costs_pass(settings: Settings, since: dt.date | None) -> str:
     from spanlake.jobs.costs import run_costs
     from spanlake.jobs.prices import PriceList
 
@@ -102,6 +104,41 @@ def _costs_pass(settings: Settings, since: dt.date | None) -> str:
     return (
         f"{what}: read {done.spans_read} spans, wrote {done.rows_written} rows and {done.windows_recomputed} "
         f"rollup windows into {settings.warehouse}"
+    )
+
+
+def _unless_unconfigured(job: str, one: Callable[[], str]) -> Callable[[], str]:
+    """For `all`, a job the config registers nothing for says so in one line instead of failing."""
+    from spanlake.errors import NothingConfigured
+
+    def run() -> str:
+        try:
+            return one()
+        except NothingConfigured as exc:
+            if job != "all":
+                raise
+            return f"skipped: {exc}"
+
+    return run
+
+
+def monitors_pass(settings: Settings, path: Path) -> str:
+    """One evaluation of the monitor rules in `path`, as a line saying what happened and how to look."""
+    from spanlake.jobs.monitors import run_monitors
+    from spanlake.tables.delta import table_uri
+
+    done = run_monitors(path, warehouse=settings.warehouse, storage_options=settings.storage_options,
+                        webhook_url=settings.alert_webhook_url)  # fmt: skip
+    if done.skipped:
+        return f"monitors: {done.rules} rules not evaluated: {done.skipped}"
+    fired = sum(t["state"] == "FIRING" for t in done.transitions)
+    redelivered = f", {done.redelivered} earlier notifications delivered" if done.redelivered else ""
+    alerts = table_uri(settings.warehouse, "alerts")
+    return (
+        f"monitors: {done.rules} rules over {done.scopes} scopes: {len(done.transitions)} transitions "
+        f"({fired} firing, {len(done.transitions) - fired} resolved){redelivered}, {done.firing} firing now "
+        f"(job run {done.run_id}); look: {sys.executable} -c \"import polars as pl; "
+        f"print(pl.read_delta('{alerts}').sort('since').tail(10))\""
     )
 
 

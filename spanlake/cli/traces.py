@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from spanlake.settings import Settings
 
 TABLE_COLUMNS = ("trace_id", "request_time", "state", "duration_ms", "root_span_name", "service_name",
-                 "span_count", "total_tokens")  # fmt: skip
+                 "span_count", "total_tokens", "cost_usd")  # fmt: skip
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date)):
@@ -52,7 +52,11 @@ def _table(frame: pl.DataFrame) -> str:
 
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=240, fmt_str_lengths=40, float_precision=1,
                    tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):  # fmt: skip
-        return str(frame.select(c for c in TABLE_COLUMNS if c in frame.columns))
+        shown = frame.select(c for c in TABLE_COLUMNS if c in frame.columns)
+        if "cost_usd" in shown.columns:  # cents and less: the one-decimal float format would print 0.0
+            usd = [None if v is None else f"{v:.6f}" for v in shown["cost_usd"]]
+            shown = shown.with_columns(pl.Series("cost_usd", usd, dtype=pl.String))
+        return str(shown)
 
 
 @click.group()
@@ -77,8 +81,10 @@ def search(
     """Find traces matching FILTER (all traces when omitted), newest first.
 
     FILTER uses MLflow's search_traces syntax plus OR, NOT and parentheses, e.g.
-    "trace.status = 'ERROR' AND span.type = 'LLM'". The next page's token goes to
-    stderr (table, csv) or into the JSON output.
+    "trace.status = 'ERROR' AND span.type = 'LLM'", or "trace.cost > 0.01" (USD, from
+    `spanlake jobs run costs`; also an --order-by key: 'trace.cost DESC'). Each trace shows
+    its cost_usd (empty when unpriced). The next page's token goes to stderr (table, csv) or
+    into the JSON output.
     """
     from spanlake.query.search import search_traces
 
