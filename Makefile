@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench screenshots clean
 
 PACKAGE_DIRS := spanlake $(wildcard spanlake/*/) ingest tables query jobs dashboard $(wildcard dashboard/*/)
 NATIVE_STAMP := $(VENV)/.native
@@ -39,7 +39,17 @@ setup: $(STAMP) $(NATIVE_STAMP)  ## Python packages into .venv (Kafka's jars are
 demo: setup  ## local broker, production-like traffic, ingest, a summary
 	$(BIN)/spanlake demo
 
-test: setup lint $(COMPOSE_STAMP)  ## lint, type check and the whole test suite, against a real local broker
+# The browser test drives Debian's chromium through Playwright (pip, in the dev extra): Playwright's
+# own browser download cannot work here. The file is the stamp: apt runs only when it is missing.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: run 'sudo apt-get install -y chromium' (the dashboard's browser test drives it)" >&2; exit 1; fi
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+browser: $(CHROMIUM)  ## Debian's chromium for the browser test and the README screenshots (apt, as root)
+
+test: setup browser lint $(COMPOSE_STAMP)  ## lint, type check and the whole test suite, against a real local broker
 	$(BIN)/pytest
 
 lint: setup  ## ruff and mypy (mypy runs from .venv so it reads the installed package, not ./spanlake)
@@ -48,6 +58,9 @@ lint: setup  ## ruff and mypy (mypy runs from .venv so it reads the installed pa
 
 bench: setup  ## ingest benchmark (see BENCHMARKS.md)
 	$(BIN)/python bench/ingest_bench.py
+
+screenshots: setup browser  ## docs/img/*.png for the README, from a demo-like warehouse
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	-$(BIN)/spanlake broker stop

@@ -51,3 +51,21 @@ def build_warehouse(warehouse: Path, *, traces: int = 400, start: dt.datetime | 
     run_scorers(EXAMPLES / "scorers.toml", warehouse=str(warehouse))
     run_costs(warehouse=str(warehouse))
     return str(warehouse)
+
+
+def showcase_trace(warehouse: str) -> str:
+    """A completed trace with the most model calls (then tokens): the one to open in Trace detail
+    (the browser test, the README screenshots, the dashboard benchmark)."""
+    import polars as pl
+
+    from spanlake.tables import scan
+
+    return (
+        scan("trace_info", warehouse=warehouse)
+        .filter(pl.col("state") == "OK")
+        .sort("llm_call_count", "total_tokens", "trace_id", descending=[True, True, False])
+        .select("trace_id")
+        .head(1)
+        .collect()
+        .item()
+    )

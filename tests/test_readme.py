@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -56,3 +57,11 @@ def test_the_five_analyst_questions_run_and_answer(settings: Settings, monkeypat
     exec(python_block_after("uses `scan_traces`"), answers)  # noqa: S102 - our own README
     by_service = answers["failed_tools_by_service"]
     assert by_service["traces"].sum() == failed.height and by_service["service_name"].is_not_null().all()
+
+
+def test_the_readme_images_are_committed() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    assert images, "the README shows the dashboard's screenshots"
+    for image in images:
+        path = README.parent / image
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{image}: not a committed PNG"

@@ -21,9 +21,11 @@ def app_path() -> Path:
 
 
 def streamlit_command(port: int, address: str) -> list[str]:
-    """`streamlit run` on the app: headless (no browser opened), no usage statistics sent."""
+    """`streamlit run` on the app: headless (no browser opened), no usage statistics sent. `-P`: the
+    current directory is not put on sys.path, where a checkout's top-level `spanlake/` folder
+    would shadow the installed package (its dashboard is mapped from `dashboard/`)."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        sys.executable, "-P", "-m", "streamlit", "run", str(app_path()),
         "--server.port", str(port), "--server.address", address, "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]  # fmt: skip
